@@ -1,0 +1,332 @@
+//! An authentic webhook payload turned into a [`Delivery`]: the event id that makes it
+//! idempotent, and the event itself. The payload is read leniently (unknown fields are
+//! ignored, senders add them over time) but every field we rely on is checked, and all bad
+//! fields are reported together so a sender can fix its payload in one go.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::{Address, Item};
+
+pub const ORDER_CREATED: &str = "order.created";
+
+/// Longest text we store; keeps rows small and refuses payloads built to bloat the database.
+const MAX_TEXT_CHARS: usize = 1024;
+/// An item quantity must fit a 32-bit integer in every consumer downstream.
+const MAX_QUANTITY: i64 = i32::MAX as i64;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    pub event_id: String,
+    pub event: Event,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    OrderCreated(OrderCreated),
+    /// An authentic event of a type this service does not handle; it is recorded, not applied.
+    Other {
+        event_type: String,
+        order_id: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderCreated {
+    pub order_id: String,
+    pub customer_id: String,
+    pub items: Vec<Item>,
+    pub shipping_address: Address,
+    pub ordered_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: &'static str,
+}
+
+impl Event {
+    pub fn event_type(&self) -> &str {
+        match self {
+            Event::OrderCreated(_) => ORDER_CREATED,
+            Event::Other { event_type, .. } => event_type,
+        }
+    }
+
+    pub fn order_id(&self) -> Option<&str> {
+        match self {
+            Event::OrderCreated(order) => Some(&order.order_id),
+            Event::Other { order_id, .. } => order_id.as_deref(),
+        }
+    }
+}
+
+impl Delivery {
+    /// Reads a JSON payload. `webhook_id` is the signed Standard Webhooks id, which wins over
+    /// any id in the payload; `body` is the raw payload, hashed when nothing else identifies it.
+    pub fn parse(
+        payload: &Value,
+        body: &[u8],
+        webhook_id: Option<&str>,
+    ) -> Result<Delivery, Vec<FieldError>> {
+        let mut fields = Fields::default();
+        let Some(object) = payload.as_object() else {
+            fields.reject("body", "must be a JSON object");
+            return Err(fields.errors);
+        };
+        let payload_id = match (object.get("id"), object.get("event_id")) {
+            (Some(id), _) if !id.is_null() => fields.text(Some(id), "id"),
+            (_, Some(id)) if !id.is_null() => fields.text(Some(id), "event_id"),
+            _ => None,
+        };
+        let event_type = fields.text(object.get("event_type"), "event_type");
+        let event = match event_type.as_deref() {
+            Some(ORDER_CREATED) => fields.order_created(object).map(Event::OrderCreated),
+            Some(other) => Some(Event::Other {
+                event_type: other.to_owned(),
+                order_id: lenient_order_id(object),
+            }),
+            None => None,
+        };
+        match event {
+            Some(event) if fields.errors.is_empty() => {
+                let event_id = webhook_id
+                    .map(str::to_owned)
+                    .or(payload_id)
+                    .unwrap_or_else(|| derived_event_id(&event, body));
+                Ok(Delivery { event_id, event })
+            }
+            _ => Err(fields.errors),
+        }
+    }
+}
+
+/// The id of an event that carries none: stable across redeliveries of the same event.
+fn derived_event_id(event: &Event, body: &[u8]) -> String {
+    match event.order_id() {
+        Some(order_id) => format!("{}:{order_id}", event.event_type()),
+        None => format!("sha256:{}", hex::encode(Sha256::digest(body))),
+    }
+}
+
+/// Other event types are recorded as they come; an order id is kept when it is usable.
+fn lenient_order_id(object: &Map<String, Value>) -> Option<String> {
+    let order_id = object.get("data")?.get("order_id")?.as_str()?;
+    is_storable(order_id).then(|| order_id.to_owned())
+}
+
+fn is_storable(text: &str) -> bool {
+    !text.trim().is_empty() && !text.contains('\0') && text.chars().count() <= MAX_TEXT_CHARS
+}
+
+/// Collects every field error instead of stopping at the first.
+#[derive(Default)]
+struct Fields {
+    errors: Vec<FieldError>,
+}
+
+impl Fields {
+    fn reject(&mut self, field: impl Into<String>, message: &'static str) {
+        self.errors.push(FieldError {
+            field: field.into(),
+            message,
+        });
+    }
+
+    fn text(&mut self, value: Option<&Value>, field: &str) -> Option<String> {
+        let message = match value {
+            None | Some(Value::Null) => "is required",
+            Some(Value::String(text)) if text.trim().is_empty() => "must not be empty",
+            Some(Value::String(text)) if text.contains('\0') => "must not contain NUL characters",
+            Some(Value::String(text)) if text.chars().count() > MAX_TEXT_CHARS => {
+                "must be at most 1024 characters"
+            }
+            Some(Value::String(text)) => return Some(text.clone()),
+            Some(_) => "must be a string",
+        };
+        self.reject(field, message);
+        None
+    }
+
+    fn object<'v>(&mut self, value: Option<&'v Value>, field: &str) -> Option<&'v Map<String, Value>> {
+        match value {
+            Some(Value::Object(object)) => Some(object),
+            None | Some(Value::Null) => {
+                self.reject(field, "is required");
+                None
+            }
+            Some(_) => {
+                self.reject(field, "must be an object");
+                None
+            }
+        }
+    }
+
+    fn timestamp(&mut self, value: Option<&Value>, field: &str) -> Option<DateTime<Utc>> {
+        let text = self.text(value, field)?;
+        match DateTime::parse_from_rfc3339(&text) {
+            Ok(at) => Some(at.with_timezone(&Utc)),
+            Err(_) => {
+                self.reject(field, "must be an RFC 3339 date-time");
+                None
+            }
+        }
+    }
+
+    fn quantity(&mut self, value: Option<&Value>, field: &str) -> Option<i64> {
+        match value.and_then(Value::as_i64) {
+            Some(quantity) if (1..=MAX_QUANTITY).contains(&quantity) => Some(quantity),
+            _ => {
+                self.reject(field, "must be an integer from 1 to 2147483647");
+                None
+            }
+        }
+    }
+
+    fn items(&mut self, value: Option<&Value>) -> Option<Vec<Item>> {
+        let list = match value {
+            Some(Value::Array(list)) if !list.is_empty() => list,
+            Some(Value::Array(_)) => {
+                self.reject("data.items", "must contain at least one item");
+                return None;
+            }
+            None | Some(Value::Null) => {
+                self.reject("data.items", "is required");
+                return None;
+            }
+            Some(_) => {
+                self.reject("data.items", "must be an array");
+                return None;
+            }
+        };
+        let mut items = Vec::with_capacity(list.len());
+        for (index, entry) in list.iter().enumerate() {
+            let path = format!("data.items[{index}]");
+            let Some(item) = self.object(Some(entry), &path) else {
+                continue;
+            };
+            let sku = self.text(item.get("sku"), &format!("{path}.sku"));
+            let quantity = self.quantity(item.get("quantity"), &format!("{path}.quantity"));
+            if let (Some(sku), Some(quantity)) = (sku, quantity) {
+                items.push(Item { sku, quantity });
+            }
+        }
+        (items.len() == list.len()).then_some(items)
+    }
+
+    fn address(&mut self, value: Option<&Value>) -> Option<Address> {
+        let address = self.object(value, "data.shipping_address")?;
+        let street = self.text(address.get("street"), "data.shipping_address.street");
+        let city = self.text(address.get("city"), "data.shipping_address.city");
+        let zip = self.text(address.get("zip"), "data.shipping_address.zip");
+        Some(Address {
+            street: street?,
+            city: city?,
+            zip: zip?,
+        })
+    }
+
+    fn order_created(&mut self, object: &Map<String, Value>) -> Option<OrderCreated> {
+        let ordered_at = self.timestamp(object.get("timestamp"), "timestamp");
+        let data = self.object(object.get("data"), "data")?;
+        let order_id = self.text(data.get("order_id"), "data.order_id");
+        let customer_id = self.text(data.get("customer_id"), "data.customer_id");
+        let items = self.items(data.get("items"));
+        let shipping_address = self.address(data.get("shipping_address"));
+        Some(OrderCreated {
+            order_id: order_id?,
+            customer_id: customer_id?,
+            items: items?,
+            shipping_address: shipping_address?,
+            ordered_at: ordered_at?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn seed() -> Value {
+        json!({"event_type": "order.created", "timestamp": "2023-10-27T10:00:00Z",
+               "data": {"order_id": "ORD12345", "customer_id": "CUST987",
+                        "items": [{"sku": "SKU001", "quantity": 2}, {"sku": "SKU005", "quantity": 1}],
+                        "shipping_address": {"street": "123 Main St", "city": "Anytown", "zip": "12345"}}})
+    }
+
+    fn fields_of(payload: Value) -> Vec<String> {
+        Delivery::parse(&payload, b"", None)
+            .unwrap_err()
+            .into_iter()
+            .map(|error| error.field)
+            .collect()
+    }
+
+    #[test]
+    fn the_seed_event_parses_with_a_derived_id() {
+        let delivery = Delivery::parse(&seed(), b"", None).unwrap();
+        assert_eq!(delivery.event_id, "order.created:ORD12345");
+        let Event::OrderCreated(order) = delivery.event else {
+            panic!("not an order")
+        };
+        assert_eq!(order.items.len(), 2);
+        assert_eq!(order.ordered_at.to_rfc3339(), "2023-10-27T10:00:00+00:00");
+    }
+
+    #[test]
+    fn the_signed_webhook_id_wins_over_the_payload_id() {
+        let mut payload = seed();
+        payload["id"] = json!("evt_payload");
+        let from_payload = Delivery::parse(&payload, b"", None).unwrap();
+        let from_header = Delivery::parse(&payload, b"", Some("msg_header")).unwrap();
+        assert_eq!(from_payload.event_id, "evt_payload");
+        assert_eq!(from_header.event_id, "msg_header");
+    }
+
+    #[test]
+    fn every_bad_field_is_named() {
+        let payload = json!({"event_type": "order.created", "timestamp": "yesterday",
+            "data": {"order_id": "", "customer_id": 7,
+                     "items": [{"sku": "A", "quantity": 0}, {"quantity": 2.5}],
+                     "shipping_address": {"street": "x\u{0}y", "city": "c"}}});
+        assert_eq!(
+            fields_of(payload),
+            [
+                "timestamp",
+                "data.order_id",
+                "data.customer_id",
+                "data.items[0].quantity",
+                "data.items[1].sku",
+                "data.items[1].quantity",
+                "data.shipping_address.street",
+                "data.shipping_address.zip",
+            ]
+        );
+    }
+
+    #[test]
+    fn an_event_without_items_or_data_is_rejected() {
+        let mut payload = seed();
+        payload["data"]["items"] = json!([]);
+        assert_eq!(fields_of(payload), ["data.items"]);
+        assert_eq!(
+            fields_of(json!({"event_type": "order.created", "timestamp": "2023-10-27T10:00:00Z"})),
+            ["data"]
+        );
+        assert_eq!(fields_of(json!([1, 2])), ["body"]);
+    }
+
+    #[test]
+    fn other_event_types_are_kept_with_an_id_of_their_own() {
+        let body = br#"{"event_type":"order.cancelled"}"#;
+        let payload: Value = serde_json::from_slice(body).unwrap();
+        let delivery = Delivery::parse(&payload, body, None).unwrap();
+        assert!(delivery.event_id.starts_with("sha256:"));
+        assert_eq!(delivery.event.event_type(), "order.cancelled");
+        assert_eq!(delivery.event.order_id(), None);
+    }
+}

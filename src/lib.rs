@@ -1,0 +1,9 @@
+pub mod config;
+pub mod domain;
+pub mod metrics;
+pub mod problem;
+pub mod routes;
+pub mod signature;
+pub mod startup;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,149 @@
+//! Every error the API can answer with, and the one place that turns an error into an HTTP
+//! status and an RFC 9457 `application/problem+json` body.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+use crate::domain::FieldError;
+use crate::signature::SignatureError;
+use crate::store::StoreError;
+
+/// Seconds a sender or client should wait before retrying a 503.
+const RETRY_AFTER_SECS: &str = "1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("the body must be sent as application/json")]
+    UnsupportedMedia,
+    #[error("the body is larger than the {limit} bytes this endpoint accepts")]
+    TooLarge { limit: usize },
+    #[error("the body could not be read completely")]
+    UnreadableBody,
+    #[error("{0}")]
+    BadSignature(#[from] SignatureError),
+    #[error("a valid bearer token is required")]
+    BadToken,
+    #[error("the body is not valid JSON: {0}")]
+    NotJson(String),
+    #[error("the event is not valid")]
+    Invalid(Vec<FieldError>),
+    #[error("{0}")]
+    BadQuery(String),
+    #[error("no such resource")]
+    NotFound,
+    #[error("the database is unavailable; retry later")]
+    Unavailable(#[source] StoreError),
+    #[error("an internal error occurred")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> ApiError {
+        match error {
+            StoreError::Unavailable(_) => ApiError::Unavailable(error),
+            StoreError::Internal(_) => ApiError::Internal(error.into()),
+        }
+    }
+}
+
+impl From<Vec<FieldError>> for ApiError {
+    fn from(errors: Vec<FieldError>) -> ApiError {
+        ApiError::Invalid(errors)
+    }
+}
+
+impl ApiError {
+    /// A stable machine-readable name: the problem type's last segment and the metrics label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ApiError::UnsupportedMedia => "unsupported-media-type",
+            ApiError::TooLarge { .. } => "payload-too-large",
+            ApiError::UnreadableBody => "unreadable-body",
+            ApiError::BadSignature(_) => "invalid-signature",
+            ApiError::BadToken => "unauthorized",
+            ApiError::NotJson(_) => "malformed-json",
+            ApiError::Invalid(_) => "invalid-event",
+            ApiError::BadQuery(_) => "invalid-parameter",
+            ApiError::NotFound => "not-found",
+            ApiError::Unavailable(_) => "database-unavailable",
+            ApiError::Internal(_) => "internal-error",
+        }
+    }
+
+    fn title(&self) -> &'static str {
+        match self {
+            ApiError::UnsupportedMedia => "Unsupported media type",
+            ApiError::TooLarge { .. } => "Payload too large",
+            ApiError::UnreadableBody => "Unreadable body",
+            ApiError::BadSignature(_) => "Invalid signature",
+            ApiError::BadToken => "Unauthorized",
+            ApiError::NotJson(_) => "Malformed JSON",
+            ApiError::Invalid(_) => "Invalid event",
+            ApiError::BadQuery(_) => "Invalid parameter",
+            ApiError::NotFound => "Not found",
+            ApiError::Unavailable(_) => "Service unavailable",
+            ApiError::Internal(_) => "Internal server error",
+        }
+    }
+}
+
+/// RFC 9457 problem details.
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'static str,
+    status: u16,
+    detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<&'a [FieldError]>,
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::UnsupportedMedia => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnreadableBody | ApiError::NotJson(_) | ApiError::BadQuery(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadSignature(_) | ApiError::BadToken => StatusCode::UNAUTHORIZED,
+            ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            ApiError::Internal(error) => tracing::error!(error = format!("{error:#}"), "request failed"),
+            ApiError::Unavailable(error) => {
+                tracing::warn!(error = format!("{:#}", anyhow::Error::new(error.clone())), "database unavailable")
+            }
+            _ => {}
+        }
+        let status = self.status_code();
+        let problem = Problem {
+            kind: format!("urn:shipping-service:problem:{}", self.kind()),
+            title: self.title(),
+            status: status.as_u16(),
+            detail: self.to_string(),
+            errors: match self {
+                ApiError::Invalid(errors) => Some(errors),
+                _ => None,
+            },
+        };
+        let mut response = HttpResponse::build(status);
+        response.content_type("application/problem+json");
+        match self {
+            ApiError::Unavailable(_) => {
+                response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS));
+            }
+            ApiError::BadToken => {
+                response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+            }
+            _ => {}
+        }
+        response.json(problem)
+    }
+}

@@ -1,0 +1,16 @@
+//! Probes: `/healthz` says the process serves, `/readyz` that its database answers too.
+
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+
+use crate::problem::ApiError;
+use crate::startup::AppState;
+
+pub async fn alive() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    state.store.ping().await?;
+    Ok(HttpResponse::Ok().json(json!({"status": "ready"})))
+}

@@ -1,0 +1,110 @@
+//! `POST /webhooks/order_events`: the front door. Each step rejects with its own status and
+//! nothing is stored until the last one: media type (415), size (413), signature over the raw
+//! bytes (401), JSON (400), event (422), then one committed transaction (201/200).
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::domain::Delivery;
+use crate::problem::ApiError;
+use crate::signature::Verified;
+use crate::startup::AppState;
+use crate::store::{Applied, Outcome};
+
+#[derive(Serialize)]
+struct Receipt {
+    status: &'static str,
+    event_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shipment_id: Option<Uuid>,
+}
+
+pub async fn receive(
+    request: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let result = accept(&request, payload, &state).await;
+    let outcome = match &result {
+        Ok(receipt) => receipt.status,
+        Err(error) => {
+            tracing::info!(reason = error.kind(), "webhook rejected");
+            error.kind()
+        }
+    };
+    state.metrics.webhook_outcome(outcome);
+    let receipt = result?;
+    let mut response = match receipt.status {
+        "processed" => HttpResponse::Created(),
+        _ => HttpResponse::Ok(),
+    };
+    Ok(response.json(receipt))
+}
+
+async fn accept(request: &HttpRequest, payload: web::Payload, state: &AppState) -> Result<Receipt, ApiError> {
+    require_json(request)?;
+    let body = read_body(request, payload, state.max_body_bytes).await?;
+    let headers: Vec<(&str, &[u8])> = request
+        .headers()
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_bytes()))
+        .collect();
+    let verified = state.verifier.verify(&body, &headers, chrono::Utc::now().timestamp())?;
+    let json: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|error| ApiError::NotJson(error.to_string()))?;
+    let webhook_id = match &verified {
+        Verified::Standard { id } => Some(id.as_str()),
+        Verified::Hex => None,
+    };
+    let delivery = Delivery::parse(&json, &body, webhook_id)?;
+    let event_id = delivery.event_id.clone();
+    let Applied { outcome, shipment_id } = state.store.apply(delivery).await?;
+    let status = match outcome {
+        Outcome::Processed => "processed",
+        Outcome::Duplicate => "duplicate",
+        Outcome::Ignored => "ignored",
+    };
+    tracing::info!(event_id = %event_id, outcome = status, "webhook applied");
+    Ok(Receipt {
+        status,
+        event_id,
+        shipment_id,
+    })
+}
+
+/// `application/json`, with or without parameters such as `charset=utf-8`.
+fn require_json(request: &HttpRequest) -> Result<(), ApiError> {
+    let essence = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .map(|value| value.split(';').next().unwrap_or_default().trim());
+    match essence {
+        Some(essence) if essence.eq_ignore_ascii_case("application/json") => Ok(()),
+        _ => Err(ApiError::UnsupportedMedia),
+    }
+}
+
+/// Reads the body up to `limit` bytes, refusing early when `Content-Length` already says more.
+async fn read_body(request: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<web::Bytes, ApiError> {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(ApiError::TooLarge { limit });
+    }
+    let mut body = web::BytesMut::with_capacity(declared.map_or(1024, |length| length as usize));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| ApiError::UnreadableBody)?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::TooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}

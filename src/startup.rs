@@ -1,0 +1,98 @@
+//! Wires configuration, store and routes into a running HTTP server.
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
+use actix_web::middleware::{from_fn, Next};
+use actix_web::web;
+use anyhow::Context;
+use tracing_actix_web::TracingLogger;
+
+use crate::config::{ApiTokens, Config};
+use crate::metrics::Metrics;
+use crate::routes;
+use crate::signature::Verifier;
+use crate::store::Store;
+
+/// How long a stopping server waits for requests in flight before dropping them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Everything a handler may use, shared by all workers.
+pub struct AppState {
+    pub store: Store,
+    pub verifier: Verifier,
+    pub api_tokens: ApiTokens,
+    pub max_body_bytes: usize,
+    pub metrics: Metrics,
+}
+
+pub struct App {
+    port: u16,
+    server: Server,
+    store: Store,
+}
+
+impl App {
+    /// Connects to the database, runs migrations, and binds `config.listen_addr`.
+    pub async fn build(config: Config) -> anyhow::Result<App> {
+        let store = Store::connect(&config.database_url.0, config.database_max_connections)
+            .await
+            .context("DATABASE_URL: cannot open the database")?;
+        store.migrate().await.context("DATABASE_URL: migrations failed")?;
+        let listener = TcpListener::bind(config.listen_addr)
+            .with_context(|| format!("LISTEN_ADDR: cannot bind {}", config.listen_addr))?;
+        App::with_listener(config, store, listener)
+    }
+
+    /// Serves on an already-bound listener (tests bind port 0 and read the port back).
+    pub fn with_listener(config: Config, store: Store, listener: TcpListener) -> anyhow::Result<App> {
+        let port = listener.local_addr()?.port();
+        let state = web::Data::new(AppState {
+            store: store.clone(),
+            verifier: config.verifier,
+            api_tokens: config.api_tokens,
+            max_body_bytes: config.max_body_bytes,
+            metrics: Metrics::new(),
+        });
+        let server = actix_web::HttpServer::new(move || {
+            actix_web::App::new()
+                .wrap(from_fn(record_latency))
+                .wrap(TracingLogger::default())
+                .app_data(state.clone())
+                .configure(routes::configure)
+        })
+        .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
+        .listen(listener)?
+        .run();
+        Ok(App { port, server, store })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until SIGINT or SIGTERM, lets requests in flight finish, then closes the database.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let served = self.server.await;
+        self.store.close().await;
+        served
+    }
+}
+
+async fn record_latency(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = std::time::Instant::now();
+    let method = request.method().to_string();
+    let route = request.match_pattern().unwrap_or_else(|| "unmatched".into());
+    let state = request.app_data::<web::Data<AppState>>().cloned();
+    let response = next.call(request).await?;
+    if let Some(state) = state {
+        let status = response.status().as_u16();
+        (state.metrics).request_finished(&method, &route, status, started.elapsed().as_secs_f64());
+    }
+    Ok(response)
+}
