@@ -83,20 +83,33 @@ impl Config {
 
     /// Reads the configuration through `lookup`, so tests need not touch the process environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let var = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let var = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
 
-        let database_url = var("DATABASE_URL").unwrap_or_else(|| "sqlite://data/shipping.db".into());
+        let database_url =
+            var("DATABASE_URL").unwrap_or_else(|| "sqlite://data/shipping.db".into());
         if !["sqlite:", "postgres://", "postgresql://"]
             .iter()
             .any(|scheme| database_url.starts_with(scheme))
         {
-            return Err(invalid("DATABASE_URL", "must start with sqlite:, postgres:// or postgresql://"));
+            return Err(invalid(
+                "DATABASE_URL",
+                "must start with sqlite:, postgres:// or postgresql://",
+            ));
         }
 
         let listen_addr = var("LISTEN_ADDR")
             .unwrap_or_else(|| "127.0.0.1:8080".into())
             .parse()
-            .map_err(|_| invalid("LISTEN_ADDR", "must be a socket address such as 127.0.0.1:8080"))?;
+            .map_err(|_| {
+                invalid(
+                    "LISTEN_ADDR",
+                    "must be a socket address such as 127.0.0.1:8080",
+                )
+            })?;
 
         let secrets = list(var("WEBHOOK_SECRETS"))
             .iter()
@@ -104,17 +117,27 @@ impl Config {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|reason| invalid("WEBHOOK_SECRETS", reason))?;
         if secrets.is_empty() {
-            return Err(invalid("WEBHOOK_SECRETS", "is required: at least one signing secret"));
+            return Err(invalid(
+                "WEBHOOK_SECRETS",
+                "is required: at least one signing secret",
+            ));
         }
-        let hex_header = var("WEBHOOK_SIGNATURE_HEADER").unwrap_or_else(|| "X-Ecomm-Signature".into());
+        let hex_header =
+            var("WEBHOOK_SIGNATURE_HEADER").unwrap_or_else(|| "X-Ecomm-Signature".into());
         if actix_web::http::header::HeaderName::try_from(hex_header.as_str()).is_err() {
-            return Err(invalid("WEBHOOK_SIGNATURE_HEADER", "is not a valid header name"));
+            return Err(invalid(
+                "WEBHOOK_SIGNATURE_HEADER",
+                "is not a valid header name",
+            ));
         }
         let tolerance_secs = number(&var, "WEBHOOK_TOLERANCE_SECS")?.unwrap_or(300);
 
         let api_tokens = list(var("API_TOKENS"));
         if api_tokens.is_empty() {
-            return Err(invalid("API_TOKENS", "is required: at least one bearer token"));
+            return Err(invalid(
+                "API_TOKENS",
+                "is required: at least one bearer token",
+            ));
         }
 
         let max_body_bytes = number(&var, "MAX_BODY_BYTES")?.unwrap_or(262_144);
@@ -166,7 +189,11 @@ fn number(
     name: &'static str,
 ) -> Result<Option<u64>, ConfigError> {
     var(name)
-        .map(|value| value.parse().map_err(|_| invalid(name, "must be a whole number")))
+        .map(|value| {
+            value
+                .parse()
+                .map_err(|_| invalid(name, "must be a whole number"))
+        })
         .transpose()
 }
 
@@ -176,8 +203,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let vars: HashMap<String, String> =
-            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_lookup(|name| vars.get(name).cloned())
     }
 

@@ -9,7 +9,10 @@ use shipping_service::store::Store;
 use shipping_service::telemetry;
 
 #[derive(Parser)]
-#[command(version, about = "Receives signed order webhooks and creates each shipment exactly once")]
+#[command(
+    version,
+    about = "Receives signed order webhooks and creates each shipment exactly once"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,

@@ -1,7 +1,9 @@
 //! Prometheus metrics: what the webhook endpoint decided, how long every route takes, and how
 //! busy the database pool is. Each instance keeps its own counters; Prometheus sums them.
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -29,13 +31,21 @@ impl Metrics {
         )
         .expect("valid metric");
         let request_duration = HistogramVec::new(
-            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency by route")
-                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "HTTP request latency by route",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
             &["method", "route", "status"],
         )
         .expect("valid metric");
         let pool_connections = IntGaugeVec::new(
-            Opts::new("db_pool_connections", "Database connections of the request pool by state"),
+            Opts::new(
+                "db_pool_connections",
+                "Database connections of the request pool by state",
+            ),
             &["state"],
         )
         .expect("valid metric");
@@ -44,7 +54,9 @@ impl Metrics {
             Box::new(request_duration.clone()),
             Box::new(pool_connections.clone()),
         ] {
-            registry.register(collector).expect("metric names are unique");
+            registry
+                .register(collector)
+                .expect("metric names are unique");
         }
         Metrics {
             registry,
@@ -66,8 +78,12 @@ impl Metrics {
 
     /// The text exposition, with the pool gauges read at scrape time.
     pub fn render(&self, (open, idle): (u32, usize)) -> String {
-        self.pool_connections.with_label_values(&["open"]).set(i64::from(open));
-        self.pool_connections.with_label_values(&["idle"]).set(idle as i64);
+        self.pool_connections
+            .with_label_values(&["open"])
+            .set(i64::from(open));
+        self.pool_connections
+            .with_label_values(&["idle"])
+            .set(idle as i64);
         let mut out = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut out)

@@ -105,7 +105,9 @@ impl ResponseError for ApiError {
         match self {
             ApiError::UnsupportedMedia => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnreadableBody | ApiError::NotJson(_) | ApiError::BadQuery(_) => StatusCode::BAD_REQUEST,
+            ApiError::UnreadableBody | ApiError::NotJson(_) | ApiError::BadQuery(_) => {
+                StatusCode::BAD_REQUEST
+            }
             ApiError::BadSignature(_) | ApiError::BadToken => StatusCode::UNAUTHORIZED,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::NotFound => StatusCode::NOT_FOUND,
@@ -116,9 +118,14 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         match self {
-            ApiError::Internal(error) => tracing::error!(error = format!("{error:#}"), "request failed"),
+            ApiError::Internal(error) => {
+                tracing::error!(error = format!("{error:#}"), "request failed")
+            }
             ApiError::Unavailable(error) => {
-                tracing::warn!(error = format!("{:#}", anyhow::Error::new(error.clone())), "database unavailable")
+                tracing::warn!(
+                    error = format!("{:#}", anyhow::Error::new(error.clone())),
+                    "database unavailable"
+                )
             }
             _ => {}
         }

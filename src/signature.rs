@@ -61,7 +61,9 @@ impl fmt::Debug for Secret {
 pub enum Verified {
     Hex,
     /// Standard Webhooks: the signed message id, which is the event's idempotency key.
-    Standard { id: String },
+    Standard {
+        id: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -120,14 +122,19 @@ impl Verifier {
         self.verify_hex(body, headers)
     }
 
-    fn verify_hex(&self, body: &[u8], headers: &[(&str, &[u8])]) -> Result<Verified, SignatureError> {
+    fn verify_hex(
+        &self,
+        body: &[u8],
+        headers: &[(&str, &[u8])],
+    ) -> Result<Verified, SignatureError> {
         let value = single(headers, &self.hex_header)?.ok_or(SignatureError::Missing)?;
         let digest = value
             .get(..7)
             .filter(|prefix| prefix.eq_ignore_ascii_case("sha256="))
             .map(|_| &value[7..])
             .ok_or(SignatureError::Malformed("expected sha256=<hex>"))?;
-        let expected = hex::decode(digest).map_err(|_| SignatureError::Malformed("expected sha256=<hex>"))?;
+        let expected =
+            hex::decode(digest).map_err(|_| SignatureError::Malformed("expected sha256=<hex>"))?;
         let matched = self
             .secrets
             .iter()
@@ -221,7 +228,9 @@ fn single<'h>(headers: &[(&str, &'h [u8])], name: &str) -> Result<Option<&'h str
     for (_, value) in headers.iter().filter(|(n, _)| *n == name) {
         match found {
             Some(first) if first != *value => {
-                return Err(SignatureError::Malformed("a repeated header has conflicting values"))
+                return Err(SignatureError::Malformed(
+                    "a repeated header has conflicting values",
+                ))
             }
             _ => found = Some(value),
         }
@@ -270,26 +279,40 @@ mod tests {
     fn the_github_hex_vector_verifies_in_either_case() {
         let verifier = verifier(&["It's a Secret to Everybody"]);
         let digest = "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
-        for value in [format!("sha256={digest}"), format!("SHA256={}", digest.to_uppercase())] {
+        for value in [
+            format!("sha256={digest}"),
+            format!("SHA256={}", digest.to_uppercase()),
+        ] {
             let headers = [("x-ecomm-signature", value.as_bytes())];
-            assert_eq!(verifier.verify(b"Hello, World!", &headers, 0), Ok(Verified::Hex));
+            assert_eq!(
+                verifier.verify(b"Hello, World!", &headers, 0),
+                Ok(Verified::Hex)
+            );
         }
         let headers = [("x-ecomm-signature", &b"sha256=757107ea"[..])];
-        assert_eq!(verifier.verify(b"Hello, World!", &headers, 0), Err(SignatureError::Mismatch));
+        assert_eq!(
+            verifier.verify(b"Hello, World!", &headers, 0),
+            Err(SignatureError::Mismatch)
+        );
     }
 
     #[test]
     fn the_standard_webhooks_vectors_verify() {
         let a = verifier(&[A_SECRET]);
         let expected = Ok(Verified::Standard { id: A_ID.into() });
-        assert_eq!(a.verify(A_BODY, &standard(A_ID, "1614265330", A_SIG), A_TS), expected);
+        assert_eq!(
+            a.verify(A_BODY, &standard(A_ID, "1614265330", A_SIG), A_TS),
+            expected
+        );
 
         let b = verifier(&["whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"]);
         let body = br#"{"email":"test@example.com","username":"test_user"}"#;
         let id = "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk";
         let good = "v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw=";
         let bad = "v1,R3PTzyfHASBKHH98a7yexTwaJ4yNIcGhFQc1yuN+BPU=";
-        assert!(b.verify(body, &standard(id, "1649367553", good), 1649367553).is_ok());
+        assert!(b
+            .verify(body, &standard(id, "1649367553", good), 1649367553)
+            .is_ok());
         assert_eq!(
             b.verify(body, &standard(id, "1649367553", bad), 1649367553),
             Err(SignatureError::Mismatch)
@@ -299,14 +322,16 @@ mod tests {
     #[test]
     fn a_changed_character_fails() {
         let tampered = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OA=";
-        let result = verifier(&[A_SECRET]).verify(A_BODY, &standard(A_ID, "1614265330", tampered), A_TS);
+        let result =
+            verifier(&[A_SECRET]).verify(A_BODY, &standard(A_ID, "1614265330", tampered), A_TS);
         assert_eq!(result, Err(SignatureError::Mismatch));
     }
 
     #[test]
     fn any_v1_entry_may_match_and_other_versions_and_blanks_are_ignored() {
         let list = format!("v1a,xyz  v2,abc {A_SIG} v1,Zm9v");
-        let result = verifier(&[A_SECRET]).verify(A_BODY, &standard(A_ID, "1614265330", &list), A_TS);
+        let result =
+            verifier(&[A_SECRET]).verify(A_BODY, &standard(A_ID, "1614265330", &list), A_TS);
         assert!(result.is_ok());
     }
 
@@ -327,20 +352,32 @@ mod tests {
         assert!(verifier.verify(A_BODY, &headers, A_TS + 300).is_ok());
         assert!(verifier.verify(A_BODY, &headers, A_TS - 300).is_ok());
         for now in [A_TS + 301, A_TS - 301] {
-            assert_eq!(verifier.verify(A_BODY, &headers, now), Err(SignatureError::OutsideTolerance));
+            assert_eq!(
+                verifier.verify(A_BODY, &headers, now),
+                Err(SignatureError::OutsideTolerance)
+            );
         }
     }
 
     #[test]
     fn malformed_timestamps_and_conflicting_repeats_are_rejected() {
         let verifier = verifier(&[A_SECRET]);
-        for ts in ["1614265330.0", "+1614265330", "", "1e9", "99999999999999999999"] {
+        for ts in [
+            "1614265330.0",
+            "+1614265330",
+            "",
+            "1e9",
+            "99999999999999999999",
+        ] {
             let result = verifier.verify(A_BODY, &standard(A_ID, ts, A_SIG), A_TS);
             assert!(matches!(result, Err(SignatureError::Malformed(_))), "{ts}");
         }
         let mut headers = standard(A_ID, "1614265330", A_SIG);
         headers.push(("webhook-id", b"msg_other"));
-        assert!(matches!(verifier.verify(A_BODY, &headers, A_TS), Err(SignatureError::Malformed(_))));
+        assert!(matches!(
+            verifier.verify(A_BODY, &headers, A_TS),
+            Err(SignatureError::Malformed(_))
+        ));
     }
 
     #[test]
@@ -353,7 +390,9 @@ mod tests {
     #[test]
     fn any_configured_secret_may_match() {
         let verifier = verifier(&["whsec_QWxsIHRoZSB3b3JsZCdzIGEgc3RhZ2Ux", A_SECRET]);
-        assert!(verifier.verify(A_BODY, &standard(A_ID, "1614265330", A_SIG), A_TS).is_ok());
+        assert!(verifier
+            .verify(A_BODY, &standard(A_ID, "1614265330", A_SIG), A_TS)
+            .is_ok());
     }
 
     #[test]

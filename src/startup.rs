@@ -40,14 +40,21 @@ impl App {
         let store = Store::connect(&config.database_url.0, config.database_max_connections)
             .await
             .context("DATABASE_URL: cannot open the database")?;
-        store.migrate().await.context("DATABASE_URL: migrations failed")?;
+        store
+            .migrate()
+            .await
+            .context("DATABASE_URL: migrations failed")?;
         let listener = TcpListener::bind(config.listen_addr)
             .with_context(|| format!("LISTEN_ADDR: cannot bind {}", config.listen_addr))?;
         App::with_listener(config, store, listener)
     }
 
     /// Serves on an already-bound listener (tests bind port 0 and read the port back).
-    pub fn with_listener(config: Config, store: Store, listener: TcpListener) -> anyhow::Result<App> {
+    pub fn with_listener(
+        config: Config,
+        store: Store,
+        listener: TcpListener,
+    ) -> anyhow::Result<App> {
         let port = listener.local_addr()?.port();
         let state = web::Data::new(AppState {
             store: store.clone(),
@@ -66,7 +73,11 @@ impl App {
         .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
         .listen(listener)?
         .run();
-        Ok(App { port, server, store })
+        Ok(App {
+            port,
+            server,
+            store,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -87,7 +98,9 @@ async fn record_latency(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = std::time::Instant::now();
     let method = request.method().to_string();
-    let route = request.match_pattern().unwrap_or_else(|| "unmatched".into());
+    let route = request
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".into());
     let state = request.app_data::<web::Data<AppState>>().cloned();
     let response = next.call(request).await?;
     if let Some(state) = state {

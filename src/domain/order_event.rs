@@ -151,7 +151,11 @@ impl Fields {
         None
     }
 
-    fn object<'v>(&mut self, value: Option<&'v Value>, field: &str) -> Option<&'v Map<String, Value>> {
+    fn object<'v>(
+        &mut self,
+        value: Option<&'v Value>,
+        field: &str,
+    ) -> Option<&'v Map<String, Value>> {
         match value {
             Some(Value::Object(object)) => Some(object),
             None | Some(Value::Null) => {

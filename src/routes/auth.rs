@@ -26,6 +26,10 @@ impl FromRequest for Authorized {
             (Some(token), Some(state)) => state.api_tokens.accepts(token),
             _ => false,
         };
-        ready(if accepted { Ok(Authorized) } else { Err(ApiError::BadToken) })
+        ready(if accepted {
+            Ok(Authorized)
+        } else {
+            Err(ApiError::BadToken)
+        })
     }
 }

@@ -21,8 +21,5 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let page = page_request(query.limit.as_deref(), query.cursor.as_deref())?;
     let events = state.store.events(page).await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "items": events.items,
-        "next_cursor": events.next.map(|cursor| cursor.encode()),
-    })))
+    Ok(HttpResponse::Ok().json(Listing::from(events)))
 }

@@ -15,9 +15,10 @@ use crate::problem::ApiError;
 use crate::store::{Cursor, Page, PageRequest};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(web::QueryConfig::default().error_handler(|error, _: &HttpRequest| {
-        ApiError::BadQuery(error.to_string()).into()
-    }))
+    cfg.app_data(
+        web::QueryConfig::default()
+            .error_handler(|error, _: &HttpRequest| ApiError::BadQuery(error.to_string()).into()),
+    )
     .route("/webhooks/order_events", web::post().to(webhooks::receive))
     .route("/shipments", web::get().to(shipments::list))
     .route("/shipments/{id}", web::get().to(shipments::get))
@@ -25,7 +26,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .route("/healthz", web::get().to(health::alive))
     .route("/readyz", web::get().to(health::ready))
     .route("/metrics", web::get().to(metrics::scrape))
-    .default_service(web::to(|| async { Err::<actix_web::HttpResponse, _>(ApiError::NotFound) }));
+    .default_service(web::to(|| async {
+        Err::<actix_web::HttpResponse, _>(ApiError::NotFound)
+    }));
 }
 
 const DEFAULT_LIMIT: u32 = 50;
@@ -39,7 +42,9 @@ fn page_request(limit: Option<&str>, cursor: Option<&str>) -> Result<PageRequest
             .parse()
             .ok()
             .filter(|limit| (1..=MAX_LIMIT).contains(limit))
-            .ok_or_else(|| ApiError::BadQuery(format!("limit must be an integer from 1 to {MAX_LIMIT}")))?,
+            .ok_or_else(|| {
+                ApiError::BadQuery(format!("limit must be an integer from 1 to {MAX_LIMIT}"))
+            })?,
     };
     let after = cursor
         .map(Cursor::decode)

@@ -30,19 +30,23 @@ pub async fn list(
     let status = query
         .status
         .map(|status| {
-            ShipmentStatus::parse(&status).ok_or_else(|| ApiError::BadQuery("status must be one of: pending".into()))
+            ShipmentStatus::parse(&status)
+                .ok_or_else(|| ApiError::BadQuery("status must be one of: pending".into()))
         })
         .transpose()?;
     let filter = ShipmentFilter {
         status,
-        customer_id: query.customer_id.map(|id| text_filter("customer_id", id)).transpose()?,
-        order_id: query.order_id.map(|id| text_filter("order_id", id)).transpose()?,
+        customer_id: query
+            .customer_id
+            .map(|id| text_filter("customer_id", id))
+            .transpose()?,
+        order_id: query
+            .order_id
+            .map(|id| text_filter("order_id", id))
+            .transpose()?,
     };
     let shipments = state.store.shipments(&filter, page).await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "items": shipments.items,
-        "next_cursor": shipments.next.map(|cursor| cursor.encode()),
-    })))
+    Ok(HttpResponse::Ok().json(Listing::from(shipments)))
 }
 
 pub async fn get(
@@ -59,7 +63,9 @@ pub async fn get(
 /// No stored id contains NUL (the webhook refuses it), and PostgreSQL cannot even compare one.
 fn text_filter(name: &str, value: String) -> Result<String, ApiError> {
     if value.contains('\0') {
-        return Err(ApiError::BadQuery(format!("{name} must not contain NUL characters")));
+        return Err(ApiError::BadQuery(format!(
+            "{name} must not contain NUL characters"
+        )));
     }
     Ok(value)
 }

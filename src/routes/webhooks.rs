@@ -44,7 +44,11 @@ pub async fn receive(
     Ok(response.json(receipt))
 }
 
-async fn accept(request: &HttpRequest, payload: web::Payload, state: &AppState) -> Result<Receipt, ApiError> {
+async fn accept(
+    request: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<Receipt, ApiError> {
     require_json(request)?;
     let body = read_body(request, payload, state.max_body_bytes).await?;
     let headers: Vec<(&str, &[u8])> = request
@@ -52,7 +56,9 @@ async fn accept(request: &HttpRequest, payload: web::Payload, state: &AppState) 
         .iter()
         .map(|(name, value)| (name.as_str(), value.as_bytes()))
         .collect();
-    let verified = state.verifier.verify(&body, &headers, chrono::Utc::now().timestamp())?;
+    let verified = state
+        .verifier
+        .verify(&body, &headers, chrono::Utc::now().timestamp())?;
     let json: serde_json::Value =
         serde_json::from_slice(&body).map_err(|error| ApiError::NotJson(error.to_string()))?;
     let webhook_id = match &verified {
@@ -61,7 +67,10 @@ async fn accept(request: &HttpRequest, payload: web::Payload, state: &AppState) 
     };
     let delivery = Delivery::parse(&json, &body, webhook_id)?;
     let event_id = delivery.event_id.clone();
-    let Applied { outcome, shipment_id } = state.store.apply(delivery).await?;
+    let Applied {
+        outcome,
+        shipment_id,
+    } = state.store.apply(delivery).await?;
     let status = match outcome {
         Outcome::Processed => "processed",
         Outcome::Duplicate => "duplicate",
@@ -89,7 +98,11 @@ fn require_json(request: &HttpRequest) -> Result<(), ApiError> {
 }
 
 /// Reads the body up to `limit` bytes, refusing early when `Content-Length` already says more.
-async fn read_body(request: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<web::Bytes, ApiError> {
+async fn read_body(
+    request: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<web::Bytes, ApiError> {
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)

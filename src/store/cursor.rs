@@ -67,7 +67,13 @@ mod tests {
         let mut edited = Cursor { before_seq: 7 }.encode().into_bytes();
         edited[3] = if edited[3] == b'A' { b'B' } else { b'A' };
         let edited = String::from_utf8(edited).unwrap();
-        for text in ["", "abc", "!!!!", &edited, &URL_SAFE_NO_PAD.encode([1u8; 13])] {
+        for text in [
+            "",
+            "abc",
+            "!!!!",
+            &edited,
+            &URL_SAFE_NO_PAD.encode([1u8; 13]),
+        ] {
             assert_eq!(Cursor::decode(text), Err(BadCursor), "{text}");
         }
     }

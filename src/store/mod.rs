@@ -59,13 +59,20 @@ pub struct Applied {
 impl Applied {
     /// The answer for a delivery: `first` is whether this call recorded the event id. A reused
     /// event id gets the answer of the stored event, as a duplicate unless it was ignored.
-    fn from_row(first: bool, outcome: &str, shipment_id: Option<Uuid>) -> Result<Applied, StoreError> {
+    fn from_row(
+        first: bool,
+        outcome: &str,
+        shipment_id: Option<Uuid>,
+    ) -> Result<Applied, StoreError> {
         let outcome = match Outcome::from_stored(outcome)? {
             Outcome::Ignored => Outcome::Ignored,
             stored if first => stored,
             _ => Outcome::Duplicate,
         };
-        Ok(Applied { outcome, shipment_id })
+        Ok(Applied {
+            outcome,
+            shipment_id,
+        })
     }
 }
 
@@ -104,7 +111,11 @@ impl From<sqlx::Error> for StoreError {
 fn is_transient(error: &sqlx::Error) -> bool {
     use sqlx::Error;
     match error {
-        Error::PoolTimedOut | Error::PoolClosed | Error::Io(_) | Error::Tls(_) | Error::WorkerCrashed => true,
+        Error::PoolTimedOut
+        | Error::PoolClosed
+        | Error::Io(_)
+        | Error::Tls(_)
+        | Error::WorkerCrashed => true,
         Error::Database(db) if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() => {
             // Primary result codes: BUSY, LOCKED, IOERR, FULL, CANTOPEN.
             let code: i32 = db.code().and_then(|c| c.parse().ok()).unwrap_or_default();
@@ -116,7 +127,10 @@ fn is_transient(error: &sqlx::Error) -> bool {
             let code = db.code().unwrap_or_default();
             code.starts_with("08")
                 || code.starts_with("53")
-                || matches!(&*code, "57P01" | "57P02" | "57P03" | "55P03" | "40001" | "40P01")
+                || matches!(
+                    &*code,
+                    "57P01" | "57P02" | "57P03" | "55P03" | "40001" | "40P01"
+                )
         }
         _ => false,
     }
@@ -222,9 +236,13 @@ impl Store {
     /// Opens the pools; `max_connections` overrides the backend's default pool size.
     pub async fn connect(url: &str, max_connections: Option<u32>) -> Result<Store, sqlx::Error> {
         if url.starts_with("sqlite:") {
-            Ok(Store::Sqlite(sqlite::SqliteStore::connect(url, max_connections).await?))
+            Ok(Store::Sqlite(
+                sqlite::SqliteStore::connect(url, max_connections).await?,
+            ))
         } else {
-            Ok(Store::Postgres(postgres::PgStore::connect(url, max_connections).await?))
+            Ok(Store::Postgres(
+                postgres::PgStore::connect(url, max_connections).await?,
+            ))
         }
     }
 
@@ -276,13 +294,17 @@ impl Store {
         let sql = format!("SELECT {SHIPMENT_COLUMNS} FROM shipments WHERE id = $1");
         let row: Option<ShipmentRow> = on_pool!(self, |pool| {
             let mut conn = pool.acquire().await.map_err(StoreError::unavailable)?;
-            sqlx::query_as(&sql).bind(id).fetch_optional(&mut *conn).await?
+            sqlx::query_as(&sql)
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await?
         });
         row.map(Shipment::try_from).transpose()
     }
 
     pub async fn events(&self, page: PageRequest) -> Result<Page<EventRecord>, StoreError> {
-        const SQL: &str = "SELECT seq, event_id, event_type, order_id, outcome, shipment_id, received_at \
+        const SQL: &str =
+            "SELECT seq, event_id, event_type, order_id, outcome, shipment_id, received_at \
              FROM processed_events WHERE ($1 IS NULL OR seq < $1) ORDER BY seq DESC LIMIT $2";
         let rows: Vec<EventRow> = on_pool!(self, |pool| {
             let mut conn = pool.acquire().await.map_err(StoreError::unavailable)?;
@@ -332,7 +354,9 @@ fn paginate<R>(mut rows: Vec<R>, limit: u32, seq: impl Fn(&R) -> i64) -> Page<R>
     let limit = limit as usize;
     let next = if rows.len() > limit {
         rows.truncate(limit);
-        rows.last().map(|row| Cursor { before_seq: seq(row) })
+        rows.last().map(|row| Cursor {
+            before_seq: seq(row),
+        })
     } else {
         None
     };

@@ -9,7 +9,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::Utc;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::types::Json;
 use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
@@ -41,14 +43,21 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    pub async fn connect(url: &str, max_connections: Option<u32>) -> Result<SqliteStore, sqlx::Error> {
+    pub async fn connect(
+        url: &str,
+        max_connections: Option<u32>,
+    ) -> Result<SqliteStore, sqlx::Error> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             // FULL: a 2xx promises the event survives a power loss.
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(BUSY_TIMEOUT);
-        if let Some(folder) = options.get_filename().parent().filter(|p| !p.as_os_str().is_empty()) {
+        if let Some(folder) = options
+            .get_filename()
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+        {
             create_folder(folder)?;
         }
         let writer = SqlitePoolOptions::new()
@@ -63,17 +72,23 @@ impl SqliteStore {
             .await?;
         let (queue, jobs) = mpsc::channel(QUEUE_CAPACITY);
         tokio::spawn(write_batches(writer.clone(), jobs));
-        Ok(SqliteStore { readers, writer, queue })
+        Ok(SqliteStore {
+            readers,
+            writer,
+            queue,
+        })
     }
 
     pub async fn apply(&self, delivery: Delivery) -> Result<Applied, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.queue.try_send(Job { delivery, reply }).map_err(|error| {
-            StoreError::unavailable(match error {
-                mpsc::error::TrySendError::Full(_) => sqlx::Error::PoolTimedOut,
-                mpsc::error::TrySendError::Closed(_) => sqlx::Error::PoolClosed,
-            })
-        })?;
+        self.queue
+            .try_send(Job { delivery, reply })
+            .map_err(|error| {
+                StoreError::unavailable(match error {
+                    mpsc::error::TrySendError::Full(_) => sqlx::Error::PoolTimedOut,
+                    mpsc::error::TrySendError::Closed(_) => sqlx::Error::PoolClosed,
+                })
+            })?;
         answer
             .await
             .unwrap_or_else(|_| Err(StoreError::unavailable(sqlx::Error::WorkerCrashed)))
@@ -103,7 +118,11 @@ async fn write_batches(writer: SqlitePool, mut jobs: mpsc::Receiver<Job>) {
             Err(StoreError::Internal(_)) if batch.len() > 1 => {
                 let mut answers = Vec::with_capacity(batch.len());
                 for delivery in &deliveries {
-                    answers.push(commit(&writer, &[delivery]).await.map(|mut one| one.remove(0)));
+                    answers.push(
+                        commit(&writer, &[delivery])
+                            .await
+                            .map(|mut one| one.remove(0)),
+                    );
                 }
                 answers
             }
@@ -129,7 +148,10 @@ async fn commit(writer: &SqlitePool, deliveries: &[&Delivery]) -> Result<Vec<App
 }
 
 /// The same steps as PostgreSQL's `apply_event`: record the event id first, then the shipment.
-async fn apply_one(conn: &mut SqliteConnection, delivery: &Delivery) -> Result<Applied, StoreError> {
+async fn apply_one(
+    conn: &mut SqliteConnection,
+    delivery: &Delivery,
+) -> Result<Applied, StoreError> {
     let order = match &delivery.event {
         Event::OrderCreated(order) => Some(order),
         Event::Other { .. } => None,
@@ -191,11 +213,13 @@ async fn apply_one(conn: &mut SqliteConnection, delivery: &Delivery) -> Result<A
         .bind(&order.order_id)
         .fetch_one(&mut *conn)
         .await?;
-    sqlx::query("UPDATE processed_events SET outcome = 'duplicate', shipment_id = $1 WHERE event_id = $2")
-        .bind(existing)
-        .bind(&delivery.event_id)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(
+        "UPDATE processed_events SET outcome = 'duplicate', shipment_id = $1 WHERE event_id = $2",
+    )
+    .bind(existing)
+    .bind(&delivery.event_id)
+    .execute(&mut *conn)
+    .await?;
     Ok(Applied {
         outcome: Outcome::Duplicate,
         shipment_id: Some(existing),
