@@ -1,0 +1,169 @@
+use std::collections::HashSet;
+
+use serde_json::{json, Value};
+
+use crate::helpers::{assert_problem, order_event, spawn_app, Backend, TestApp};
+use crate::on_both_backends;
+
+on_both_backends!(
+    the_api_requires_a_bearer_token,
+    probes_need_no_token,
+    paging_returns_every_shipment_once_newest_first,
+    shipments_can_be_filtered,
+    bad_list_parameters_are_400,
+    an_unknown_or_malformed_shipment_id_is_404,
+    events_are_listed_newest_first,
+);
+
+async fn create_orders(app: &TestApp, count: usize, customer: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    for n in 0..count {
+        let mut event = order_event(&format!("{customer}-ORD-{n}"));
+        event["data"]["customer_id"] = json!(customer);
+        let receipt: Value = app.post_event(&event).await.json().await.unwrap();
+        ids.push(receipt["shipment_id"].as_str().unwrap().to_owned());
+    }
+    ids
+}
+
+async fn the_api_requires_a_bearer_token(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let id = create_orders(&app, 1, "C").await.remove(0);
+    for path in [
+        "/shipments".to_owned(),
+        format!("/shipments/{id}"),
+        "/events".to_owned(),
+    ] {
+        let missing = app.client.get(app.url(&path)).send().await.unwrap();
+        assert_eq!(missing.headers()["www-authenticate"], "Bearer");
+        assert_problem(missing, 401).await;
+        let wrong = app
+            .client
+            .get(app.url(&path))
+            .bearer_auth("nope")
+            .send()
+            .await
+            .unwrap();
+        assert_problem(wrong, 401).await;
+        let basic = app
+            .client
+            .get(app.url(&path))
+            .basic_auth("test-token", None::<&str>)
+            .send()
+            .await
+            .unwrap();
+        assert_problem(basic, 401).await;
+        assert_eq!(app.get_api(&path).await.status(), 200);
+    }
+}
+
+async fn probes_need_no_token(backend: Backend) {
+    let app = spawn_app(backend).await;
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let response = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+    }
+}
+
+async fn paginate(app: &TestApp, path: &str, limit: usize) -> Vec<Value> {
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let separator = if path.contains('?') { '&' } else { '?' };
+        let mut url = format!("{path}{separator}limit={limit}");
+        if let Some(cursor) = &cursor {
+            url.push_str(&format!("&cursor={cursor}"));
+        }
+        let page = app.get_json(&url).await;
+        let batch = page["items"].as_array().unwrap();
+        assert!(batch.len() <= limit);
+        items.extend(batch.iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return items,
+        }
+    }
+}
+
+async fn paging_returns_every_shipment_once_newest_first(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut created = create_orders(&app, 120, "PAGER").await;
+    created.reverse();
+
+    for limit in [1, 7, 50, 500] {
+        let ids: Vec<String> = paginate(&app, "/shipments", limit)
+            .await
+            .iter()
+            .map(|shipment| shipment["id"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(ids, created, "limit {limit}");
+    }
+    let default_page = app.get_json("/shipments").await;
+    assert_eq!(default_page["items"].as_array().unwrap().len(), 50);
+}
+
+async fn shipments_can_be_filtered(backend: Backend) {
+    let app = spawn_app(backend).await;
+    create_orders(&app, 3, "ALICE").await;
+    create_orders(&app, 2, "BOB").await;
+
+    let bob = paginate(&app, "/shipments?customer_id=BOB", 10).await;
+    let order = app.get_json("/shipments?order_id=ALICE-ORD-1").await;
+    let pending = app
+        .get_json("/shipments?status=pending&customer_id=ALICE")
+        .await;
+    let nobody = app.get_json("/shipments?customer_id=CAROL").await;
+
+    assert_eq!(bob.len(), 2);
+    assert!(bob.iter().all(|s| s["customer_id"] == "BOB"));
+    assert_eq!(order["items"].as_array().unwrap().len(), 1);
+    assert_eq!(order["items"][0]["order_id"], "ALICE-ORD-1");
+    assert_eq!(pending["items"].as_array().unwrap().len(), 3);
+    assert_eq!(nobody, json!({"items": [], "next_cursor": null}));
+}
+
+async fn bad_list_parameters_are_400(backend: Backend) {
+    let app = spawn_app(backend).await;
+    for query in [
+        "limit=0",
+        "limit=501",
+        "limit=abc",
+        "limit=-1",
+        "cursor=garbage",
+        "cursor=",
+        "status=shipped",
+        "customer_id=%00",
+        "limit=1&limit=2",
+    ] {
+        let response = app.get_api(&format!("/shipments?{query}")).await;
+        assert_problem(response, 400).await;
+    }
+    assert_problem(app.get_api("/events?limit=1000").await, 400).await;
+}
+
+async fn an_unknown_or_malformed_shipment_id_is_404(backend: Backend) {
+    let app = spawn_app(backend).await;
+    for id in [uuid::Uuid::new_v4().to_string(), "not-a-uuid".to_owned()] {
+        assert_problem(app.get_api(&format!("/shipments/{id}")).await, 404).await;
+    }
+    assert_problem(app.get_api("/no/such/route").await, 404).await;
+}
+
+async fn events_are_listed_newest_first(backend: Backend) {
+    let app = spawn_app(backend).await;
+    create_orders(&app, 3, "EVE").await;
+    app.post_event(&order_event("EVE-ORD-0")).await;
+
+    let events = paginate(&app, "/events", 2).await;
+
+    let ids: HashSet<&str> = events
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(events.len(), 3);
+    assert_eq!(ids.len(), 3);
+    assert_eq!(events[0]["event_id"], "order.created:EVE-ORD-2");
+    assert_eq!(events[0]["outcome"], "processed");
+    assert_eq!(events[0]["event_type"], "order.created");
+    assert!(events[0]["received_at"].as_str().is_some());
+}

@@ -1,0 +1,343 @@
+//! Starts the real service on a random port against a fresh database and talks HTTP to it.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use reqwest::Url;
+use serde_json::{json, Value};
+use shipping_service::config::{Config, LogFormat};
+use shipping_service::signature::{sign_hex, sign_standard, Secret};
+use shipping_service::startup::App;
+use shipping_service::telemetry;
+use sqlx::Connection;
+use tempfile::TempDir;
+
+pub const SECRET: &str = "s3cr3t_k3y_f0r_w3bh00k_s1gn4tur3";
+/// A second accepted secret (rotation), in the Standard Webhooks form.
+pub const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+pub const TOKEN: &str = "test-token";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Emits a `sqlite` and a `postgres` test for each named `async fn(Backend)`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::helpers::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name($crate::helpers::Backend::Postgres).await
+            }
+        }
+    )*};
+}
+
+/// A fresh database: a SQLite file in a temporary folder, or `test_<uuid>` on the PostgreSQL
+/// server of `TEST_DATABASE_URL`. Dropped (folder or database) with this value.
+pub struct TestDb {
+    pub backend: Backend,
+    pub url: String,
+    _folder: Option<TempDir>,
+    pg: Option<(String, String)>,
+}
+
+pub fn admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+impl TestDb {
+    pub async fn create(backend: Backend) -> TestDb {
+        match backend {
+            Backend::Sqlite => {
+                let folder = tempfile::tempdir().expect("temporary folder");
+                let url = format!("sqlite://{}/shipping.db", folder.path().display());
+                TestDb {
+                    backend,
+                    url,
+                    _folder: Some(folder),
+                    pg: None,
+                }
+            }
+            Backend::Postgres => {
+                let admin = admin_url();
+                let name = format!("test_{}", uuid::Uuid::new_v4().simple());
+                let mut conn = sqlx::PgConnection::connect(&admin).await.expect(
+                    "PostgreSQL must be running for the postgres tests (TEST_DATABASE_URL)",
+                );
+                sqlx::query(&format!(r#"CREATE DATABASE "{name}""#))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create the test database");
+                let mut url = Url::parse(&admin).expect("TEST_DATABASE_URL is a URL");
+                url.set_path(&name);
+                TestDb {
+                    backend,
+                    url: url.to_string(),
+                    _folder: None,
+                    pg: Some((admin, name)),
+                }
+            }
+        }
+    }
+
+    /// One number from the database, read over a connection of the test's own.
+    pub async fn scalar(&self, sql: &str) -> i64 {
+        match self.backend {
+            Backend::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+                sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
+            }
+            Backend::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
+                sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
+            }
+        }
+    }
+
+    pub async fn count_shipments(&self) -> i64 {
+        self.scalar("SELECT COUNT(*) FROM shipments").await
+    }
+
+    pub async fn count_events(&self) -> i64 {
+        self.scalar("SELECT COUNT(*) FROM processed_events").await
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some((admin, name)) = self.pg.take() else {
+            return;
+        };
+        // Drop runs inside the test's runtime, which cannot block on a future: use a thread.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let mut conn = sqlx::PgConnection::connect(&admin).await?;
+                sqlx::query(&format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#))
+                    .execute(&mut conn)
+                    .await
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(_))) {
+            eprintln!("could not drop a test database: {dropped:?}");
+        }
+    }
+}
+
+/// The environment the service is configured from in tests.
+pub fn test_env(db: &TestDb) -> HashMap<String, String> {
+    [
+        ("DATABASE_URL", db.url.as_str()),
+        ("LISTEN_ADDR", "127.0.0.1:0"),
+        ("WEBHOOK_SECRETS", &format!("{SECRET},{WHSEC}")),
+        ("API_TOKENS", TOKEN),
+        ("LOG_FORMAT", "json"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub db: TestDb,
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, &[]).await
+}
+
+/// Starts the service in this process with extra environment `overrides`.
+pub async fn spawn_app_with(backend: Backend, overrides: &[(&str, &str)]) -> TestApp {
+    if std::env::var("TEST_LOG").is_ok() {
+        telemetry::init(LogFormat::Pretty, std::io::stdout);
+    } else {
+        telemetry::init(LogFormat::Pretty, std::io::sink);
+    }
+    let db = TestDb::create(backend).await;
+    let mut env = test_env(&db);
+    for (name, value) in overrides {
+        env.insert(name.to_string(), value.to_string());
+    }
+    let config = Config::from_lookup(|name| env.get(name).cloned()).expect("test configuration");
+    let app = App::build(config).await.expect("the service starts");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        db,
+    }
+}
+
+/// The seed's event for `order_id`, as a sender would serialise it.
+pub fn order_event(order_id: &str) -> Value {
+    json!({"event_type": "order.created", "timestamp": "2023-10-27T10:00:00Z",
+           "data": {"order_id": order_id, "customer_id": "CUST987",
+                    "items": [{"sku": "SKU001", "quantity": 2}, {"sku": "SKU005", "quantity": 1}],
+                    "shipping_address": {"street": "123 Main St", "city": "Anytown", "zip": "12345"}}})
+}
+
+pub fn hex_signature(body: &[u8]) -> String {
+    sign_hex(&Secret::parse(SECRET).unwrap(), body)
+}
+
+pub fn standard_headers(
+    secret: &str,
+    id: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> Vec<(String, String)> {
+    let signature = sign_standard(&Secret::parse(secret).unwrap(), id, timestamp, body);
+    vec![
+        ("webhook-id".into(), id.into()),
+        ("webhook-timestamp".into(), timestamp.to_string()),
+        ("webhook-signature".into(), signature),
+    ]
+}
+
+pub fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    /// POSTs `body` as JSON with exactly the given extra headers.
+    pub async fn post_webhook(
+        &self,
+        body: impl Into<Vec<u8>>,
+        headers: &[(String, String)],
+    ) -> reqwest::Response {
+        let mut request = self
+            .client
+            .post(self.url("/webhooks/order_events"))
+            .header("Content-Type", "application/json");
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        request
+            .body(body.into())
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// POSTs `body` signed with the hex scheme, as the seed's sender does.
+    pub async fn post_signed(&self, body: &[u8]) -> reqwest::Response {
+        let signature = hex_signature(body);
+        self.post_webhook(body, &[("X-Ecomm-Signature".into(), signature)])
+            .await
+    }
+
+    pub async fn post_event(&self, event: &Value) -> reqwest::Response {
+        self.post_signed(&serde_json::to_vec(event).unwrap()).await
+    }
+
+    pub async fn get_api(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn get_json(&self, path: &str) -> Value {
+        let response = self.get_api(path).await;
+        assert_eq!(response.status(), 200, "GET {path}");
+        response.json().await.unwrap()
+    }
+}
+
+/// Asserts a problem+json answer with `status`, and returns its body.
+pub async fn assert_problem(response: reqwest::Response, status: u16) -> Value {
+    assert_eq!(response.status(), status);
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], status);
+    assert!(body["type"].as_str().is_some() && body["title"].as_str().is_some());
+    body
+}
+
+/// The service as a real child process, for tests that kill it.
+pub struct ServiceProcess {
+    child: Child,
+    pub address: String,
+}
+
+impl ServiceProcess {
+    pub fn start(env: &HashMap<String, String>) -> ServiceProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_shipping-service"))
+            .arg("serve")
+            .env_clear()
+            .envs(env)
+            .env("RUST_LOG", "info")
+            .current_dir(std::env::temp_dir())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the service binary");
+        // The service logs its port once it is bound; read up to that line.
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let port = loop {
+            let line = lines
+                .next()
+                .expect("the service exited before serving")
+                .expect("read the service's log");
+            let Ok(entry) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if entry["fields"]["message"] == "serving" {
+                break entry["fields"]["port"].as_u64().unwrap();
+            }
+        };
+        // Keep draining the log so the service never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        ServiceProcess {
+            child,
+            address: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// SIGKILL: no shutdown code runs, as in a crash or an OOM kill.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, then wait for the process to exit; returns whether it exited cleanly.
+    pub fn terminate(mut self) -> bool {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        self.child.wait().unwrap().success()
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,13 @@
+//! Black-box tests: the real service on a random port, a fresh database per test, HTTP only.
+//! Every test runs on SQLite and on PostgreSQL (`TEST_DATABASE_URL`); a missing PostgreSQL is
+//! a failure, never a skip.
+
+mod helpers;
+
+mod api;
+mod concurrency;
+mod crash;
+mod shutdown;
+mod signatures;
+mod unavailable;
+mod webhooks;
