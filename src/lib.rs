@@ -3,6 +3,7 @@ pub mod domain;
 pub mod metrics;
 pub mod problem;
 pub mod routes;
+pub mod send;
 pub mod signature;
 pub mod startup;
 pub mod store;

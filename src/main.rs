@@ -1,9 +1,10 @@
-//! `shipping-service [serve|migrate]`: read the configuration, then hand over to the library.
+//! `shipping-service [serve|migrate|send]`: read the configuration, then hand over to the library.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use shipping_service::config::Config;
+use shipping_service::send::{self, SendArgs};
 use shipping_service::startup::App;
 use shipping_service::store::Store;
 use shipping_service::telemetry;
@@ -24,6 +25,8 @@ enum Command {
     Serve,
     /// Run migrations and exit.
     Migrate,
+    /// Sign a JSON event and POST it, retrying with exponential backoff until acknowledged.
+    Send(SendArgs),
 }
 
 #[tokio::main]
@@ -35,6 +38,11 @@ async fn main() -> ExitCode {
         }
     }
     let cli = Cli::parse();
+    let command = cli.command.unwrap_or(Command::Serve);
+    if let Command::Send(args) = command {
+        // The sender needs a secret, not the service's configuration.
+        return report(send::run(args).await);
+    }
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(error) => {
@@ -43,10 +51,13 @@ async fn main() -> ExitCode {
         }
     };
     telemetry::init(config.log_format, std::io::stdout);
-    let result = match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(config).await,
+    report(match command {
         Command::Migrate => migrate(config).await,
-    };
+        _ => serve(config).await,
+    })
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -7,6 +7,7 @@ mod helpers;
 mod api;
 mod concurrency;
 mod crash;
+mod send;
 mod shutdown;
 mod signatures;
 mod unavailable;
