@@ -104,6 +104,20 @@ impl TestDb {
         }
     }
 
+    /// One text column of every row.
+    pub async fn strings(&self, sql: &str) -> Vec<String> {
+        match self.backend {
+            Backend::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+                sqlx::query_scalar(sql).fetch_all(&mut conn).await.unwrap()
+            }
+            Backend::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
+                sqlx::query_scalar(sql).fetch_all(&mut conn).await.unwrap()
+            }
+        }
+    }
+
     pub async fn count_shipments(&self) -> i64 {
         self.scalar("SELECT COUNT(*) FROM shipments").await
     }

@@ -5,6 +5,7 @@
 mod helpers;
 
 mod api;
+mod chaos;
 mod concurrency;
 mod crash;
 mod send;

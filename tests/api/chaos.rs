@@ -1,0 +1,271 @@
+//! The guarantee under faults: real service processes are SIGKILLed and restarted, or lose
+//! their database, while senders that retry until they get a 2xx deliver every order one to
+//! three times. The verdict is on the end state only: exactly one shipment per order and every
+//! acknowledged event id recorded.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use sqlx::Connection;
+
+use crate::helpers::{
+    hex_signature, order_event, spawn_app, test_env, Backend, ServiceProcess, TestDb,
+};
+
+const ORDERS: usize = 1000;
+const SENDERS: usize = 16;
+/// Pause between a sender's attempts: pacing only, no verdict depends on it.
+const RETRY_PAUSE: Duration = Duration::from_millis(20);
+
+/// What the senders share: work, the live instances, and what they were told.
+#[derive(Default)]
+struct Run {
+    queue: Mutex<VecDeque<Vec<u8>>>,
+    addresses: RwLock<Vec<String>>,
+    acknowledged: Mutex<Vec<String>>,
+    unavailable: AtomicUsize,
+}
+
+impl Run {
+    fn acknowledged(&self) -> usize {
+        self.acknowledged.lock().unwrap().len()
+    }
+}
+
+/// Every order one to three times; a quarter of the repeats under a second event id; copies
+/// of one order next to each other in the queue so that they are in flight together.
+fn deliveries() -> VecDeque<Vec<u8>> {
+    let mut queue = VecDeque::new();
+    for order in 0..ORDERS {
+        let copies = 1 + order % 3;
+        for copy in 0..copies {
+            let mut event = order_event(&format!("ORD-CHAOS-{order}"));
+            if order % 4 == 0 {
+                event["id"] = json!(format!("evt-{order}-{}", copy.min(1)));
+            }
+            queue.push_back(serde_json::to_vec(&event).unwrap());
+        }
+    }
+    queue
+}
+
+/// Delivers from the queue until it is empty, each body retried until a 2xx.
+async fn sender(run: Arc<Run>, client: reqwest::Client, seed: usize) {
+    let mut attempt = seed;
+    loop {
+        let Some(body) = run.queue.lock().unwrap().pop_front() else {
+            return;
+        };
+        loop {
+            attempt += 1;
+            let address = {
+                let addresses = run.addresses.read().unwrap();
+                addresses.get(attempt % addresses.len().max(1)).cloned()
+            };
+            let Some(address) = address else {
+                tokio::time::sleep(RETRY_PAUSE).await;
+                continue;
+            };
+            let response = client
+                .post(format!("{address}/webhooks/order_events"))
+                .header("Content-Type", "application/json")
+                .header("X-Ecomm-Signature", hex_signature(&body))
+                .body(body.clone())
+                .send()
+                .await;
+            if let Ok(response) = response {
+                let status = response.status().as_u16();
+                match status {
+                    200 | 201 => {
+                        if let Ok(receipt) = response.json::<Value>().await {
+                            let id = receipt["event_id"].as_str().unwrap().to_owned();
+                            run.acknowledged.lock().unwrap().push(id);
+                            break;
+                        }
+                    }
+                    500.. => {
+                        run.unavailable.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => panic!("a valid delivery got {status}"),
+                }
+            }
+            tokio::time::sleep(RETRY_PAUSE).await;
+        }
+    }
+}
+
+fn start_senders(run: &Arc<Run>) -> Vec<tokio::task::JoinHandle<()>> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    (0..SENDERS)
+        .map(|n| tokio::spawn(sender(run.clone(), client.clone(), n)))
+        .collect()
+}
+
+async fn wait_for_acknowledged(run: &Run, count: usize) {
+    while run.acknowledged() < count && !run.queue.lock().unwrap().is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn assert_exactly_once(db: &TestDb, run: &Run) {
+    assert_eq!(
+        db.count_shipments().await,
+        ORDERS as i64,
+        "one shipment per order"
+    );
+    assert_eq!(
+        db.scalar("SELECT COUNT(DISTINCT order_id) FROM shipments")
+            .await,
+        ORDERS as i64
+    );
+    let recorded: HashSet<String> = db
+        .strings("SELECT event_id FROM processed_events")
+        .await
+        .into_iter()
+        .collect();
+    let acknowledged = run.acknowledged.lock().unwrap();
+    let missing: Vec<&String> = acknowledged
+        .iter()
+        .filter(|id| !recorded.contains(*id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged but not recorded: {missing:?}"
+    );
+}
+
+async fn start(env: &std::collections::HashMap<String, String>) -> ServiceProcess {
+    let env = env.clone();
+    tokio::task::spawn_blocking(move || ServiceProcess::start(&env))
+        .await
+        .unwrap()
+}
+
+/// `instances` processes share the database; each is killed and restarted `kills` times.
+async fn kill_and_restart_under_load(backend: Backend, instances: usize, kills: usize) {
+    let db = TestDb::create(backend).await;
+    let env = test_env(&db);
+    let run = Arc::new(Run {
+        queue: Mutex::new(deliveries()),
+        ..Run::default()
+    });
+    let total = run.queue.lock().unwrap().len();
+    let mut processes = Vec::new();
+    for _ in 0..instances {
+        processes.push(start(&env).await);
+    }
+    *run.addresses.write().unwrap() = processes.iter().map(|p| p.address.clone()).collect();
+    let senders = start_senders(&run);
+
+    let rounds = instances * kills;
+    for round in 0..rounds {
+        wait_for_acknowledged(&run, (round + 1) * total / (rounds + 1)).await;
+        let victim = round % instances;
+        // SIGKILL with requests in flight, then a restart on the same database.
+        let dead = processes.remove(victim);
+        run.addresses
+            .write()
+            .unwrap()
+            .retain(|a| *a != dead.address);
+        dead.kill();
+        processes.insert(victim, start(&env).await);
+        run.addresses
+            .write()
+            .unwrap()
+            .push(processes[victim].address.clone());
+    }
+    for sender in senders {
+        sender.await.unwrap();
+    }
+
+    assert_eq!(run.acknowledged(), total);
+    assert_exactly_once(&db, &run).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_two_instances_killed_and_restarted_apply_every_order_once() {
+    kill_and_restart_under_load(Backend::Postgres, 2, 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_instance_killed_and_restarted_applies_every_order_once() {
+    kill_and_restart_under_load(Backend::Sqlite, 1, 3).await;
+}
+
+/// PostgreSQL goes away under load (new connections refused, the service's terminated) and
+/// comes back; the service answers 503 meanwhile and recovers without a restart. Not run on
+/// SQLite: an embedded database has no server to lose.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_outage_under_load_gives_503s_then_recovers_with_every_order_once() {
+    let app = spawn_app(Backend::Postgres).await;
+    let run = Arc::new(Run {
+        queue: Mutex::new(deliveries()),
+        ..Run::default()
+    });
+    *run.addresses.write().unwrap() = vec![app.address.clone()];
+    let senders = start_senders(&run);
+    let name = app.db.url.rsplit('/').next().unwrap().to_owned();
+    let mut admin = sqlx::PgConnection::connect(&crate::helpers::admin_url())
+        .await
+        .unwrap();
+
+    for threshold in [300, 900] {
+        wait_for_acknowledged(&run, threshold).await;
+        let before = run.unavailable.load(Ordering::Relaxed);
+        sqlx::query(&format!(
+            r#"ALTER DATABASE "{name}" ALLOW_CONNECTIONS false"#
+        ))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+        // Keep the database away until senders have seen it (no timing in the verdict).
+        while run.unavailable.load(Ordering::Relaxed) < before + SENDERS {
+            sqlx::query(&format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+            ))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        sqlx::query(&format!(
+            r#"ALTER DATABASE "{name}" ALLOW_CONNECTIONS true"#
+        ))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    }
+    for sender in senders {
+        sender.await.unwrap();
+    }
+
+    assert!(run.unavailable.load(Ordering::Relaxed) >= 2 * SENDERS);
+    assert_exactly_once(&app.db, &run).await;
+}
+
+/// Two instances that start at the same moment on a fresh database both migrate and serve
+/// (sqlx serialises PostgreSQL migrations on an advisory lock).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_instances_starting_together_both_serve() {
+    let db = TestDb::create(Backend::Postgres).await;
+    let env = test_env(&db);
+
+    let (first, second) = tokio::join!(start(&env), start(&env));
+
+    let client = reqwest::Client::new();
+    for process in [&first, &second] {
+        let ready = client
+            .get(format!("{}/readyz", process.address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ready.status(), 200);
+    }
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM _sqlx_migrations").await, 1);
+}
