@@ -13,6 +13,7 @@ on_both_backends!(
     bad_list_parameters_are_400,
     an_unknown_or_malformed_shipment_id_is_404,
     events_are_listed_newest_first,
+    metrics_count_outcomes_and_latency,
 );
 
 async fn create_orders(app: &TestApp, count: usize, customer: &str) -> Vec<String> {
@@ -87,15 +88,32 @@ async fn paginate(app: &TestApp, path: &str, limit: usize) -> Vec<Value> {
 
 async fn paging_returns_every_shipment_once_newest_first(backend: Backend) {
     let app = spawn_app(backend).await;
-    let mut created = create_orders(&app, 120, "PAGER").await;
+    let mut created = create_orders(&app, 130, "PAGER").await;
     created.reverse();
 
     for limit in [1, 7, 50, 500] {
-        let ids: Vec<String> = paginate(&app, "/shipments", limit)
-            .await
-            .iter()
-            .map(|shipment| shipment["id"].as_str().unwrap().to_owned())
-            .collect();
+        let mut ids = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut path = format!("/shipments?customer_id=PAGER&limit={limit}");
+            if let Some(cursor) = &cursor {
+                path.push_str(&format!("&cursor={cursor}"));
+            }
+            let page = app.get_json(&path).await;
+            ids.extend(
+                page["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|s| s["id"].as_str().unwrap().to_owned()),
+            );
+            // Newer shipments arriving meanwhile must not disturb the pages still to come.
+            create_orders(&app, 1, &format!("LATE-{limit}-{}", ids.len())).await;
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => break,
+            }
+        }
         assert_eq!(ids, created, "limit {limit}");
     }
     let default_page = app.get_json("/shipments").await;
@@ -166,4 +184,53 @@ async fn events_are_listed_newest_first(backend: Backend) {
     assert_eq!(events[0]["outcome"], "processed");
     assert_eq!(events[0]["event_type"], "order.created");
     assert!(events[0]["received_at"].as_str().is_some());
+}
+
+fn sample(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|line| line.starts_with(name))
+        .and_then(|line| line.rsplit(' ').next())
+        .map_or(0.0, |value| value.parse().unwrap())
+}
+
+async fn metrics_count_outcomes_and_latency(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let event = order_event("ORD-METRICS");
+    app.post_event(&event).await;
+    app.post_event(&event).await;
+    app.post_webhook(b"{}".to_vec(), &[]).await;
+
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+
+    assert_eq!(
+        sample(&metrics, r#"webhook_events_total{outcome="processed"}"#),
+        1.0
+    );
+    assert_eq!(
+        sample(&metrics, r#"webhook_events_total{outcome="duplicate"}"#),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"webhook_events_total{outcome="invalid-signature"}"#
+        ),
+        1.0
+    );
+    let created = r#"http_request_duration_seconds_count{method="POST",route="/webhooks/order_events",status="201"}"#;
+    assert_eq!(sample(&metrics, created), 1.0);
+    assert!(metrics.contains(r#"db_pool_connections{state="open"}"#));
+    assert!(
+        !metrics.contains("ORD-METRICS"),
+        "no shipment data in metrics"
+    );
 }

@@ -8,6 +8,7 @@ mod api;
 mod chaos;
 mod concurrency;
 mod crash;
+mod openapi;
 mod send;
 mod shutdown;
 mod signatures;
