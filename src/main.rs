@@ -50,7 +50,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(config.log_format, std::io::stdout);
+    let _flush_logs_on_exit = telemetry::init(config.log_format, std::io::stdout());
     report(match command {
         Command::Migrate => migrate(config).await,
         _ => serve(config).await,

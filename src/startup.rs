@@ -8,7 +8,7 @@ use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
 use actix_web::middleware::{from_fn, Next};
 use actix_web::web;
 use anyhow::Context;
-use tracing_actix_web::TracingLogger;
+use tracing::Instrument;
 
 use crate::config::{ApiTokens, Config};
 use crate::metrics::Metrics;
@@ -65,8 +65,7 @@ impl App {
         });
         let server = actix_web::HttpServer::new(move || {
             actix_web::App::new()
-                .wrap(from_fn(record_latency))
-                .wrap(TracingLogger::default())
+                .wrap(from_fn(observe))
                 .app_data(state.clone())
                 .configure(routes::configure)
         })
@@ -92,20 +91,34 @@ impl App {
     }
 }
 
-async fn record_latency(
+/// One span per request, carrying a request id (the caller's `X-Request-Id` when it sends one)
+/// so that every log line of a request can be found together; and the latency metric.
+async fn observe(
     request: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = std::time::Instant::now();
-    let method = request.method().to_string();
+    let method = request.method().clone();
     let route = request
         .match_pattern()
         .unwrap_or_else(|| "unmatched".into());
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|value| value.to_str().ok())
+        .filter(|value| !value.is_empty() && value.len() <= 64)
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+    let span = tracing::info_span!("request", %request_id, %method, %route);
     let state = request.app_data::<web::Data<AppState>>().cloned();
-    let response = next.call(request).await?;
+    let response = next.call(request).instrument(span).await?;
     if let Some(state) = state {
         let status = response.status().as_u16();
-        (state.metrics).request_finished(&method, &route, status, started.elapsed().as_secs_f64());
+        (state.metrics).request_finished(
+            method.as_str(),
+            &route,
+            status,
+            started.elapsed().as_secs_f64(),
+        );
     }
     Ok(response)
 }

@@ -1,8 +1,9 @@
 //! The one seam between the service and its database. Handlers call these methods and never
 //! see SQL. Both backends share the read queries (sqlx runtime queries with `$n` parameters,
-//! which SQLite understands too); they differ in how an event is applied: PostgreSQL runs
-//! one stored function per event, SQLite funnels writes through one group-committing writer.
+//! which SQLite understands too) and the group-committing writer (`batch.rs`); they differ in
+//! how a batch is applied: PostgreSQL calls one stored function, SQLite runs the statements.
 
+mod batch;
 pub mod cursor;
 mod postgres;
 mod sqlite;
@@ -261,7 +262,7 @@ impl Store {
     pub async fn apply(&self, delivery: Delivery) -> Result<Applied, StoreError> {
         match self {
             Store::Sqlite(store) => store.apply(delivery).await,
-            Store::Postgres(store) => store.apply(&delivery).await,
+            Store::Postgres(store) => store.apply(delivery).await,
         }
     }
 

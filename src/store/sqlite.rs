@@ -1,8 +1,7 @@
-//! SQLite: one file, one writer. All writes go through a single task that owns the only
-//! write connection and applies every delivery waiting in its queue in one transaction
-//! (group commit): one fsync covers the whole batch, and no request ever meets
-//! `database is locked` from a sibling connection. Reads use their own pool (WAL lets them
-//! run beside the writer).
+//! SQLite: one file, one writer. All writes go through the group-committing writer task
+//! (`batch.rs`), which owns the only write connection: one fsync covers a whole batch, and no
+//! request ever meets `database is locked` from a sibling connection. Reads use their own
+//! pool (WAL lets them run beside the writer).
 
 use std::path::Path;
 use std::str::FromStr;
@@ -14,32 +13,21 @@ use sqlx::sqlite::{
 };
 use sqlx::types::Json;
 use sqlx::{Connection, SqliteConnection};
-use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+use super::batch::{Batcher, Writer};
 use super::{Applied, Outcome, StoreError, ACQUIRE_TIMEOUT};
 use crate::domain::{Delivery, Event};
 
 const DEFAULT_READERS: u32 = 4;
-/// Deliveries queued beyond this are answered 503 at once rather than waiting without bound.
-const QUEUE_CAPACITY: usize = 4096;
-/// Upper bound on one transaction, so a burst still commits (and answers) in slices.
-const MAX_BATCH: usize = 256;
 /// Another process (a second instance, `migrate`) may hold the write lock briefly.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
-type Reply = oneshot::Sender<Result<Applied, StoreError>>;
-
-struct Job {
-    delivery: Delivery,
-    reply: Reply,
-}
 
 #[derive(Clone)]
 pub struct SqliteStore {
     pub(super) readers: SqlitePool,
     pub(super) writer: SqlitePool,
-    queue: mpsc::Sender<Job>,
+    batcher: Batcher,
 }
 
 impl SqliteStore {
@@ -70,28 +58,16 @@ impl SqliteStore {
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await?;
-        let (queue, jobs) = mpsc::channel(QUEUE_CAPACITY);
-        tokio::spawn(write_batches(writer.clone(), jobs));
+        let batcher = Batcher::spawn(Writer::Sqlite(writer.clone()));
         Ok(SqliteStore {
             readers,
             writer,
-            queue,
+            batcher,
         })
     }
 
     pub async fn apply(&self, delivery: Delivery) -> Result<Applied, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.queue
-            .try_send(Job { delivery, reply })
-            .map_err(|error| {
-                StoreError::unavailable(match error {
-                    mpsc::error::TrySendError::Full(_) => sqlx::Error::PoolTimedOut,
-                    mpsc::error::TrySendError::Closed(_) => sqlx::Error::PoolClosed,
-                })
-            })?;
-        answer
-            .await
-            .unwrap_or_else(|_| Err(StoreError::unavailable(sqlx::Error::WorkerCrashed)))
+        self.batcher.apply(delivery).await
     }
 
     /// Called once the server has stopped taking requests, so the queue is already drained.
@@ -105,37 +81,11 @@ fn create_folder(folder: &Path) -> Result<(), sqlx::Error> {
     std::fs::create_dir_all(folder).map_err(sqlx::Error::Io)
 }
 
-/// The writer task: takes whatever is queued (at least one job), commits it as one
-/// transaction, then answers each job with its own outcome.
-async fn write_batches(writer: SqlitePool, mut jobs: mpsc::Receiver<Job>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let deliveries: Vec<&Delivery> = batch.iter().map(|job| &job.delivery).collect();
-        let answers = match commit(&writer, &deliveries).await {
-            Ok(answers) => answers.into_iter().map(Ok).collect(),
-            // One bad delivery must not fail its neighbours: retry each on its own. Not when
-            // the database is unavailable; that would only multiply the wait.
-            Err(StoreError::Internal(_)) if batch.len() > 1 => {
-                let mut answers = Vec::with_capacity(batch.len());
-                for delivery in &deliveries {
-                    answers.push(
-                        commit(&writer, &[delivery])
-                            .await
-                            .map(|mut one| one.remove(0)),
-                    );
-                }
-                answers
-            }
-            Err(error) => vec![Err(error); batch.len()],
-        };
-        for (job, answer) in batch.drain(..).zip(answers) {
-            // The sender may have hung up; the commit stands and a redelivery is a duplicate.
-            let _ = job.reply.send(answer);
-        }
-    }
-}
-
-async fn commit(writer: &SqlitePool, deliveries: &[&Delivery]) -> Result<Vec<Applied>, StoreError> {
+/// Applies the deliveries in order in one transaction.
+pub(super) async fn commit(
+    writer: &SqlitePool,
+    deliveries: &[&Delivery],
+) -> Result<Vec<Applied>, StoreError> {
     let mut conn = writer.acquire().await.map_err(StoreError::unavailable)?;
     // IMMEDIATE takes the write lock up front instead of failing to upgrade mid-transaction.
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;

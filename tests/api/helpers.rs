@@ -166,6 +166,19 @@ pub fn test_env(db: &TestDb) -> HashMap<String, String> {
     .collect()
 }
 
+/// Logs go nowhere unless `TEST_LOG` is set; the subscriber lives as long as the test binary.
+fn init_logs() {
+    static GUARD: std::sync::OnceLock<tracing_appender::non_blocking::WorkerGuard> =
+        std::sync::OnceLock::new();
+    GUARD.get_or_init(|| {
+        if std::env::var("TEST_LOG").is_ok() {
+            telemetry::init(LogFormat::Pretty, std::io::stdout())
+        } else {
+            telemetry::init(LogFormat::Pretty, std::io::sink())
+        }
+    });
+}
+
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
@@ -178,11 +191,7 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 
 /// Starts the service in this process with extra environment `overrides`.
 pub async fn spawn_app_with(backend: Backend, overrides: &[(&str, &str)]) -> TestApp {
-    if std::env::var("TEST_LOG").is_ok() {
-        telemetry::init(LogFormat::Pretty, std::io::stdout);
-    } else {
-        telemetry::init(LogFormat::Pretty, std::io::sink);
-    }
+    init_logs();
     let db = TestDb::create(backend).await;
     let mut env = test_env(&db);
     for (name, value) in overrides {

@@ -1,0 +1,113 @@
+//! Load generator for `bench/run`: `connections` concurrent senders POST validly signed
+//! `order.created` events (hex scheme) and report throughput and latency as one JSON line.
+//!
+//! Each sender sends orders `{prefix}-{sender}-{n}`; with `--repeat k` every order is sent k
+//! times in a row (a duplicate-heavy mix), with `--distinct m` a sender cycles through its first
+//! m orders (after one pass, every request is a duplicate).
+
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use serde_json::json;
+use shipping_service::signature::{sign_hex, Secret};
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long, default_value = "http://127.0.0.1:8080/webhooks/order_events")]
+    url: String,
+    #[arg(long)]
+    secret: String,
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+    /// Stop after this long...
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// ...or after this many requests per sender, whichever comes first.
+    #[arg(long, default_value_t = u64::MAX)]
+    requests: u64,
+    #[arg(long, default_value = "bench")]
+    prefix: String,
+    #[arg(long, default_value_t = 1)]
+    repeat: u64,
+    #[arg(long, default_value_t = u64::MAX)]
+    distinct: u64,
+}
+
+struct Tally {
+    latencies: Vec<Duration>,
+    errors: u64,
+}
+
+async fn sender(
+    args: &Args,
+    secret: &Secret,
+    client: reqwest::Client,
+    index: usize,
+    until: Instant,
+) -> Tally {
+    let mut tally = Tally {
+        latencies: Vec::new(),
+        errors: 0,
+    };
+    let mut n = 0;
+    while Instant::now() < until && n < args.requests {
+        let order = (n / args.repeat) % args.distinct;
+        n += 1;
+        let body = serde_json::to_vec(&json!({
+            "event_type": "order.created", "timestamp": "2023-10-27T10:00:00Z",
+            "data": {"order_id": format!("{}-{index}-{order}", args.prefix), "customer_id": "CUST987",
+                     "items": [{"sku": "SKU001", "quantity": 2}, {"sku": "SKU005", "quantity": 1}],
+                     "shipping_address": {"street": "123 Main St", "city": "Anytown", "zip": "12345"}}}))
+        .unwrap();
+        let signature = sign_hex(secret, &body);
+        let started = Instant::now();
+        let response = client
+            .post(&args.url)
+            .header("Content-Type", "application/json")
+            .header("X-Ecomm-Signature", signature)
+            .body(body)
+            .send()
+            .await;
+        match response {
+            Ok(response) if response.status().is_success() => {
+                let _ = response.bytes().await;
+                tally.latencies.push(started.elapsed());
+            }
+            _ => tally.errors += 1,
+        }
+    }
+    tally
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let secret = Secret::parse(&args.secret).expect("a valid secret");
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.connections)
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let until = started + args.duration;
+    let tallies = futures_util::future::join_all(
+        (0..args.connections).map(|index| sender(&args, &secret, client.clone(), index, until)),
+    )
+    .await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let errors: u64 = tallies.iter().map(|t| t.errors).sum();
+    let mut latencies: Vec<Duration> = tallies.into_iter().flat_map(|t| t.latencies).collect();
+    latencies.sort();
+    let percentile = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    println!(
+        "{}",
+        json!({
+            "ok": latencies.len(), "errors": errors, "seconds": elapsed,
+            "per_second": latencies.len() as f64 / elapsed,
+            "p50_ms": percentile(0.50), "p99_ms": percentile(0.99),
+        })
+    );
+}
