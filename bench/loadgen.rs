@@ -73,7 +73,11 @@ async fn sender(
                 let _ = response.bytes().await;
                 tally.latencies.push(started.elapsed());
             }
-            _ => tally.errors += 1,
+            Ok(response) => {
+                let _ = response.bytes().await;
+                tally.errors += 1;
+            }
+            Err(_) => tally.errors += 1,
         }
     }
     tally
@@ -107,6 +111,7 @@ async fn main() {
         json!({
             "ok": latencies.len(), "errors": errors, "seconds": elapsed,
             "per_second": latencies.len() as f64 / elapsed,
+            "responses_per_second": (latencies.len() as u64 + errors) as f64 / elapsed,
             "p50_ms": percentile(0.50), "p99_ms": percentile(0.99),
         })
     );
