@@ -1,10 +1,12 @@
-# Build: the release binary only.
+# Build: the release binary only (the manifest names the tests and the bench example, so
+# their sources come along for cargo to read the manifest).
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src src
 COPY migrations migrations
 COPY tests tests
+COPY bench bench
 RUN cargo build --release --locked --bin shipping-service
 
 # Run: a small Debian with the binary, as an unprivileged user.

@@ -253,6 +253,7 @@ impl Fields {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use serde_json::json;
 
     fn seed() -> Value {
@@ -332,5 +333,68 @@ mod tests {
         assert!(delivery.event_id.starts_with("sha256:"));
         assert_eq!(delivery.event.event_type(), "order.cancelled");
         assert_eq!(delivery.event.order_id(), None);
+    }
+
+    /// Any JSON value at all, nested a few levels.
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            ".*".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..8).prop_map(Value::from),
+                proptest::collection::hash_map(
+                    prop::sample::select(vec![
+                        "event_type",
+                        "timestamp",
+                        "data",
+                        "order_id",
+                        "customer_id",
+                        "items",
+                        "sku",
+                        "quantity",
+                        "shipping_address",
+                        "street",
+                        "city",
+                        "zip",
+                        "id",
+                        "x"
+                    ]),
+                    inner,
+                    0..8,
+                )
+                .prop_map(|map| Value::Object(
+                    map.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+                )),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_json_never_panics_the_parser(payload in any_json()) {
+            let _ = Delivery::parse(&payload, b"", None);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic_the_json_and_event_steps(body in proptest::collection::vec(any::<u8>(), 0..256)) {
+            if let Ok(payload) = serde_json::from_slice::<Value>(&body) {
+                let _ = Delivery::parse(&payload, &body, None);
+            }
+        }
+
+        #[test]
+        fn a_seed_event_with_any_order_id_is_either_accepted_as_is_or_names_the_field(order_id in ".*") {
+            let mut payload = seed();
+            payload["data"]["order_id"] = json!(order_id.clone());
+            match Delivery::parse(&payload, b"", None) {
+                Ok(delivery) => prop_assert_eq!(delivery.event.order_id(), Some(order_id.as_str())),
+                Err(errors) => prop_assert_eq!(errors[0].field.as_str(), "data.order_id"),
+            }
+        }
     }
 }
