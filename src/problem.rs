@@ -32,6 +32,8 @@ pub enum ApiError {
     BadQuery(String),
     #[error("no such resource")]
     NotFound,
+    #[error("this resource only answers {allow}")]
+    MethodNotAllowed { allow: &'static str },
     #[error("the database is unavailable; retry later")]
     Unavailable(#[source] StoreError),
     #[error("an internal error occurred")]
@@ -66,6 +68,7 @@ impl ApiError {
             ApiError::Invalid(_) => "invalid-event",
             ApiError::BadQuery(_) => "invalid-parameter",
             ApiError::NotFound => "not-found",
+            ApiError::MethodNotAllowed { .. } => "method-not-allowed",
             ApiError::Unavailable(_) => "database-unavailable",
             ApiError::Internal(_) => "internal-error",
         }
@@ -82,6 +85,7 @@ impl ApiError {
             ApiError::Invalid(_) => "Invalid event",
             ApiError::BadQuery(_) => "Invalid parameter",
             ApiError::NotFound => "Not found",
+            ApiError::MethodNotAllowed { .. } => "Method not allowed",
             ApiError::Unavailable(_) => "Service unavailable",
             ApiError::Internal(_) => "Internal server error",
         }
@@ -111,6 +115,7 @@ impl ResponseError for ApiError {
             ApiError::BadSignature(_) | ApiError::BadToken => StatusCode::UNAUTHORIZED,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -148,6 +153,9 @@ impl ResponseError for ApiError {
             }
             ApiError::BadToken => {
                 response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+            }
+            ApiError::MethodNotAllowed { allow } => {
+                response.insert_header((header::ALLOW, *allow));
             }
             _ => {}
         }

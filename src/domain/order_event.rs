@@ -77,11 +77,10 @@ impl Delivery {
             fields.reject("body", "must be a JSON object");
             return Err(fields.errors);
         };
-        let payload_id = match (object.get("id"), object.get("event_id")) {
-            (Some(id), _) if !id.is_null() => fields.text(Some(id), "id"),
-            (_, Some(id)) if !id.is_null() => fields.text(Some(id), "event_id"),
-            _ => None,
-        };
+        // Either name may carry the sender's id (`id` wins); whichever is present must be valid.
+        let id = fields.optional_text(object.get("id"), "id");
+        let event_id = fields.optional_text(object.get("event_id"), "event_id");
+        let payload_id = id.or(event_id);
         let event_type = fields.text(object.get("event_type"), "event_type");
         let event = match event_type.as_deref() {
             Some(ORDER_CREATED) => fields.order_created(object).map(Event::OrderCreated),
@@ -149,6 +148,13 @@ impl Fields {
         };
         self.reject(field, message);
         None
+    }
+
+    fn optional_text(&mut self, value: Option<&Value>, field: &str) -> Option<String> {
+        match value {
+            None | Some(Value::Null) => None,
+            present => self.text(present, field),
+        }
     }
 
     fn object<'v>(

@@ -8,7 +8,7 @@ mod metrics;
 mod shipments;
 mod webhooks;
 
-use actix_web::{web, HttpRequest};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 
 use crate::problem::ApiError;
@@ -19,16 +19,23 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::QueryConfig::default()
             .error_handler(|error, _: &HttpRequest| ApiError::BadQuery(error.to_string()).into()),
     )
-    .route("/webhooks/order_events", web::post().to(webhooks::receive))
-    .route("/shipments", web::get().to(shipments::list))
-    .route("/shipments/{id}", web::get().to(shipments::get))
-    .route("/events", web::get().to(events::list))
-    .route("/healthz", web::get().to(health::alive))
-    .route("/readyz", web::get().to(health::ready))
-    .route("/metrics", web::get().to(metrics::scrape))
+    .service(only("POST", "/webhooks/order_events").route(web::post().to(webhooks::receive)))
+    .service(only("GET", "/shipments").route(web::get().to(shipments::list)))
+    .service(only("GET", "/shipments/{id}").route(web::get().to(shipments::get)))
+    .service(only("GET", "/events").route(web::get().to(events::list)))
+    .service(only("GET", "/healthz").route(web::get().to(health::alive)))
+    .service(only("GET", "/readyz").route(web::get().to(health::ready)))
+    .service(only("GET", "/metrics").route(web::get().to(metrics::scrape)))
     .default_service(web::to(|| async {
-        Err::<actix_web::HttpResponse, _>(ApiError::NotFound)
+        Err::<HttpResponse, _>(ApiError::NotFound)
     }));
+}
+
+/// A resource that answers other methods with 405 and the `Allow` header.
+fn only(allow: &'static str, path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(move || async move {
+        Err::<HttpResponse, _>(ApiError::MethodNotAllowed { allow })
+    }))
 }
 
 const DEFAULT_LIMIT: u32 = 50;

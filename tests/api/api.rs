@@ -14,6 +14,7 @@ on_both_backends!(
     an_unknown_or_malformed_shipment_id_is_404,
     events_are_listed_newest_first,
     metrics_count_outcomes_and_latency,
+    a_wrong_method_is_405_naming_the_allowed_one,
 );
 
 async fn create_orders(app: &TestApp, count: usize, customer: &str) -> Vec<String> {
@@ -233,4 +234,23 @@ async fn metrics_count_outcomes_and_latency(backend: Backend) {
         !metrics.contains("ORD-METRICS"),
         "no shipment data in metrics"
     );
+}
+
+async fn a_wrong_method_is_405_naming_the_allowed_one(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let cases = [
+        (reqwest::Method::DELETE, "/shipments", "GET"),
+        (reqwest::Method::PUT, "/events", "GET"),
+        (reqwest::Method::GET, "/webhooks/order_events", "POST"),
+    ];
+    for (method, path, allow) in cases {
+        let response = app
+            .client
+            .request(method, app.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.headers()["allow"], allow);
+        assert_problem(response, 405).await;
+    }
 }
