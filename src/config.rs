@@ -42,10 +42,6 @@ impl fmt::Debug for DatabaseUrl {
 pub struct ApiTokens(Vec<String>);
 
 impl ApiTokens {
-    pub fn new(tokens: Vec<String>) -> Self {
-        ApiTokens(tokens)
-    }
-
     pub fn accepts(&self, candidate: &str) -> bool {
         self.0
             .iter()
@@ -259,7 +255,7 @@ mod tests {
 
     #[test]
     fn tokens_are_matched_exactly() {
-        let tokens = ApiTokens::new(vec!["alpha".into(), "beta".into()]);
+        let tokens = ApiTokens(vec!["alpha".into(), "beta".into()]);
         assert!(tokens.accepts("beta"));
         assert!(!tokens.accepts("bet"));
         assert!(!tokens.accepts(""));

@@ -16,7 +16,7 @@ use serde::Serialize;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-pub use cursor::{BadCursor, Cursor};
+pub use cursor::Cursor;
 
 use crate::domain::{Address, Delivery, Item, Shipment, ShipmentStatus};
 

@@ -3,7 +3,6 @@
 //! request ever meets `database is locked` from a sibling connection. Reads use their own
 //! pool (WAL lets them run beside the writer).
 
-use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -46,7 +45,7 @@ impl SqliteStore {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
         {
-            create_folder(folder)?;
+            std::fs::create_dir_all(folder).map_err(sqlx::Error::Io)?;
         }
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
@@ -75,10 +74,6 @@ impl SqliteStore {
         self.writer.close().await;
         self.readers.close().await;
     }
-}
-
-fn create_folder(folder: &Path) -> Result<(), sqlx::Error> {
-    std::fs::create_dir_all(folder).map_err(sqlx::Error::Io)
 }
 
 /// Applies the deliveries in order in one transaction.
