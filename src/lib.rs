@@ -6,5 +6,6 @@ pub mod routes;
 pub mod send;
 pub mod signature;
 pub mod startup;
+pub mod state;
 pub mod store;
 pub mod telemetry;

@@ -10,23 +10,14 @@ use actix_web::web;
 use anyhow::Context;
 use tracing::Instrument;
 
-use crate::config::{ApiTokens, Config};
+use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::routes;
-use crate::signature::Verifier;
+use crate::state::AppState;
 use crate::store::Store;
 
 /// How long a stopping server waits for requests in flight before dropping them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-
-/// Everything a handler may use, shared by all workers.
-pub struct AppState {
-    pub store: Store,
-    pub verifier: Verifier,
-    pub api_tokens: ApiTokens,
-    pub max_body_bytes: usize,
-    pub metrics: Metrics,
-}
 
 pub struct App {
     port: u16,

@@ -8,9 +8,11 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::{Address, Item};
+use super::{Address, Item, OrderState};
 
 pub const ORDER_CREATED: &str = "order.created";
+pub const ORDER_UPDATED: &str = "order.updated";
+pub const ORDER_CANCELLED: &str = "order.cancelled";
 
 /// Longest text we store; keeps rows small and refuses payloads built to bloat the database.
 const MAX_TEXT_CHARS: usize = 1024;
@@ -25,7 +27,7 @@ pub struct Delivery {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
-    OrderCreated(OrderCreated),
+    Order(OrderEvent),
     /// An authentic event of a type this service does not handle; it is recorded, not applied.
     Other {
         event_type: String,
@@ -33,13 +35,25 @@ pub enum Event {
     },
 }
 
+/// One step of an order's life, as the sender reported it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct OrderCreated {
+pub struct OrderEvent {
     pub order_id: String,
-    pub customer_id: String,
-    pub items: Vec<Item>,
-    pub shipping_address: Address,
-    pub ordered_at: DateTime<Utc>,
+    /// The sender's place for this event in the order's history, when it gave one.
+    pub version: Option<i64>,
+    /// The event's `timestamp`; required for the events that carry the order's state.
+    pub occurred_at: Option<DateTime<Utc>>,
+    pub change: Change,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    Created(OrderState),
+    /// The order's full state after the change.
+    Updated(OrderState),
+    Cancelled {
+        reason: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -48,17 +62,27 @@ pub struct FieldError {
     pub message: &'static str,
 }
 
+impl Change {
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            Change::Created(_) => ORDER_CREATED,
+            Change::Updated(_) => ORDER_UPDATED,
+            Change::Cancelled { .. } => ORDER_CANCELLED,
+        }
+    }
+}
+
 impl Event {
     pub fn event_type(&self) -> &str {
         match self {
-            Event::OrderCreated(_) => ORDER_CREATED,
+            Event::Order(event) => event.change.event_type(),
             Event::Other { event_type, .. } => event_type,
         }
     }
 
     pub fn order_id(&self) -> Option<&str> {
         match self {
-            Event::OrderCreated(order) => Some(&order.order_id),
+            Event::Order(event) => Some(&event.order_id),
             Event::Other { order_id, .. } => order_id.as_deref(),
         }
     }
@@ -83,7 +107,9 @@ impl Delivery {
         let payload_id = id.or(event_id);
         let event_type = fields.text(object.get("event_type"), "event_type");
         let event = match event_type.as_deref() {
-            Some(ORDER_CREATED) => fields.order_created(object).map(Event::OrderCreated),
+            Some(ORDER_CREATED | ORDER_UPDATED | ORDER_CANCELLED) => fields
+                .order_event(object, event_type.as_deref().unwrap_or_default())
+                .map(Event::Order),
             Some(other) => Some(Event::Other {
                 event_type: other.to_owned(),
                 order_id: lenient_order_id(object),
@@ -103,12 +129,24 @@ impl Delivery {
     }
 }
 
-/// The id of an event that carries none: stable across redeliveries of the same event.
+/// The id of an event that carries none: stable across redeliveries of the same event. Only
+/// `order.created` is unique per order by itself; another order event is identified by its
+/// version, and without one by its exact bytes.
 fn derived_event_id(event: &Event, body: &[u8]) -> String {
-    match event.order_id() {
-        Some(order_id) => format!("{}:{order_id}", event.event_type()),
-        None => format!("sha256:{}", hex::encode(Sha256::digest(body))),
+    match event {
+        Event::Order(order) => match (&order.change, order.version) {
+            (Change::Created(_), _) => format!("{ORDER_CREATED}:{}", order.order_id),
+            (change, Some(version)) => {
+                format!("{}:{}:v{version}", change.event_type(), order.order_id)
+            }
+            (_, None) => body_digest(body),
+        },
+        Event::Other { .. } => body_digest(body),
     }
+}
+
+fn body_digest(body: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(body)))
 }
 
 /// Other event types are recorded as they come; an order id is kept when it is usable.
@@ -239,19 +277,53 @@ impl Fields {
         })
     }
 
-    fn order_created(&mut self, object: &Map<String, Value>) -> Option<OrderCreated> {
-        let ordered_at = self.timestamp(object.get("timestamp"), "timestamp");
-        let data = self.object(object.get("data"), "data")?;
-        let order_id = self.text(data.get("order_id"), "data.order_id");
+    /// `data.version`: absent, or an integer from 1.
+    fn version(&mut self, value: Option<&Value>) -> Option<Option<i64>> {
+        match value {
+            None | Some(Value::Null) => Some(None),
+            Some(value) => match value.as_i64() {
+                Some(version) if version >= 1 => Some(Some(version)),
+                _ => {
+                    self.reject("data.version", "must be an integer of at least 1");
+                    None
+                }
+            },
+        }
+    }
+
+    fn state(&mut self, data: &Map<String, Value>) -> Option<OrderState> {
         let customer_id = self.text(data.get("customer_id"), "data.customer_id");
         let items = self.items(data.get("items"));
         let shipping_address = self.address(data.get("shipping_address"));
-        Some(OrderCreated {
-            order_id: order_id?,
+        Some(OrderState {
             customer_id: customer_id?,
             items: items?,
             shipping_address: shipping_address?,
-            ordered_at: ordered_at?,
+        })
+    }
+
+    fn order_event(&mut self, object: &Map<String, Value>, event_type: &str) -> Option<OrderEvent> {
+        let cancelled = event_type == ORDER_CANCELLED;
+        // A cancellation carries no state, so it needs no time of its own.
+        let occurred_at = match object.get("timestamp") {
+            None | Some(Value::Null) if cancelled => Some(None),
+            value => self.timestamp(value, "timestamp").map(Some),
+        };
+        let data = self.object(object.get("data"), "data")?;
+        let order_id = self.text(data.get("order_id"), "data.order_id");
+        let version = self.version(data.get("version"));
+        let change = match event_type {
+            ORDER_CREATED => self.state(data).map(Change::Created),
+            ORDER_UPDATED => self.state(data).map(Change::Updated),
+            _ => Some(Change::Cancelled {
+                reason: self.optional_text(data.get("reason"), "data.reason"),
+            }),
+        };
+        Some(OrderEvent {
+            order_id: order_id?,
+            version: version?,
+            occurred_at: occurred_at?,
+            change: change?,
         })
     }
 }
@@ -281,11 +353,18 @@ mod tests {
     fn the_seed_event_parses_with_a_derived_id() {
         let delivery = Delivery::parse(&seed(), b"", None).unwrap();
         assert_eq!(delivery.event_id, "order.created:ORD12345");
-        let Event::OrderCreated(order) = delivery.event else {
+        let Event::Order(order) = delivery.event else {
             panic!("not an order")
         };
-        assert_eq!(order.items.len(), 2);
-        assert_eq!(order.ordered_at.to_rfc3339(), "2023-10-27T10:00:00+00:00");
+        let Change::Created(state) = order.change else {
+            panic!("not a creation")
+        };
+        assert_eq!(state.items.len(), 2);
+        assert_eq!(order.version, None);
+        assert_eq!(
+            order.occurred_at.unwrap().to_rfc3339(),
+            "2023-10-27T10:00:00+00:00"
+        );
     }
 
     #[test]
@@ -333,12 +412,71 @@ mod tests {
 
     #[test]
     fn other_event_types_are_kept_with_an_id_of_their_own() {
-        let body = br#"{"event_type":"order.cancelled"}"#;
+        let body = br#"{"event_type":"order.shipped","data":{"order_id":"ORD-1"}}"#;
+        let payload: Value = serde_json::from_slice(body).unwrap();
+        let delivery = Delivery::parse(&payload, body, None).unwrap();
+        assert_eq!(
+            delivery.event_id,
+            format!("sha256:{}", hex::encode(Sha256::digest(body)))
+        );
+        assert_eq!(delivery.event.event_type(), "order.shipped");
+        assert_eq!(delivery.event.order_id(), Some("ORD-1"));
+    }
+
+    #[test]
+    fn an_update_carries_the_full_state_and_a_version() {
+        let mut payload = seed();
+        payload["event_type"] = json!("order.updated");
+        payload["data"]["version"] = json!(3);
+        let delivery = Delivery::parse(&payload, b"", None).unwrap();
+        assert_eq!(delivery.event_id, "order.updated:ORD12345:v3");
+        let Event::Order(order) = delivery.event else {
+            panic!("not an order")
+        };
+        assert_eq!(order.version, Some(3));
+        assert!(matches!(order.change, Change::Updated(_)));
+
+        payload["data"] = json!({"order_id": "ORD12345"});
+        assert_eq!(
+            fields_of(payload),
+            ["data.customer_id", "data.items", "data.shipping_address"]
+        );
+    }
+
+    #[test]
+    fn a_cancellation_needs_only_the_order_and_identifies_itself_by_its_bytes() {
+        let body =
+            br#"{"event_type":"order.cancelled","data":{"order_id":"ORD-1","reason":"fraud"}}"#;
         let payload: Value = serde_json::from_slice(body).unwrap();
         let delivery = Delivery::parse(&payload, body, None).unwrap();
         assert!(delivery.event_id.starts_with("sha256:"));
-        assert_eq!(delivery.event.event_type(), "order.cancelled");
-        assert_eq!(delivery.event.order_id(), None);
+        assert_eq!(
+            delivery.event,
+            Event::Order(OrderEvent {
+                order_id: "ORD-1".into(),
+                version: None,
+                occurred_at: None,
+                change: Change::Cancelled {
+                    reason: Some("fraud".into())
+                },
+            })
+        );
+        let versioned = json!({"event_type": "order.cancelled",
+                               "data": {"order_id": "ORD-1", "version": 4}});
+        let delivery = Delivery::parse(&versioned, b"", None).unwrap();
+        assert_eq!(delivery.event_id, "order.cancelled:ORD-1:v4");
+    }
+
+    #[test]
+    fn a_bad_version_or_reason_is_named() {
+        for version in [json!(0), json!(-1), json!(1.5), json!("2"), json!(u64::MAX)] {
+            let payload = json!({"event_type": "order.cancelled",
+                                 "data": {"order_id": "ORD-1", "version": version}});
+            assert_eq!(fields_of(payload), ["data.version"]);
+        }
+        let payload = json!({"event_type": "order.cancelled",
+                             "data": {"order_id": "ORD-1", "reason": 7}});
+        assert_eq!(fields_of(payload), ["data.reason"]);
     }
 
     /// Any JSON value at all, nested a few levels.

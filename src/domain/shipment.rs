@@ -1,4 +1,4 @@
-//! A shipment as stored and as served by the REST API.
+//! A shipment as stored and as served by the REST API, and the statuses it moves through.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -17,25 +17,68 @@ pub struct Address {
     pub zip: String,
 }
 
-/// Every shipment starts `pending`; later statuses will come from the carrier side.
+/// What an order says about its shipment: who, what, where. Carried by `order.created` and
+/// `order.updated`, kept with each recorded event, and copied onto the shipment by the fold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderState {
+    pub customer_id: String,
+    pub items: Vec<Item>,
+    pub shipping_address: Address,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ShipmentStatus {
     Pending,
+    Packed,
+    Shipped,
+    Delivered,
+    Cancelled,
 }
 
 impl ShipmentStatus {
+    pub const ALL: [ShipmentStatus; 5] = [
+        ShipmentStatus::Pending,
+        ShipmentStatus::Packed,
+        ShipmentStatus::Shipped,
+        ShipmentStatus::Delivered,
+        ShipmentStatus::Cancelled,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ShipmentStatus::Pending => "pending",
+            ShipmentStatus::Packed => "packed",
+            ShipmentStatus::Shipped => "shipped",
+            ShipmentStatus::Delivered => "delivered",
+            ShipmentStatus::Cancelled => "cancelled",
         }
     }
 
     pub fn parse(value: &str) -> Option<Self> {
-        match value {
-            "pending" => Some(ShipmentStatus::Pending),
-            _ => None,
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == value)
+    }
+
+    /// The status served: the operator's, unless the order's own events cancel a shipment the
+    /// operator has only packed (or not touched).
+    pub fn of(ordered: ShipmentStatus, operator: Option<ShipmentStatus>) -> ShipmentStatus {
+        match (operator, ordered) {
+            (Some(ShipmentStatus::Packed) | None, ShipmentStatus::Cancelled) => {
+                ShipmentStatus::Cancelled
+            }
+            (Some(operator), _) => operator,
+            (None, ordered) => ordered,
         }
+    }
+
+    /// Once the parcel has left or an operator has cancelled it, order events change nothing.
+    pub fn is_final_by_operator(operator: Option<ShipmentStatus>) -> bool {
+        matches!(
+            operator,
+            Some(ShipmentStatus::Shipped | ShipmentStatus::Delivered | ShipmentStatus::Cancelled)
+        )
     }
 }
 
@@ -47,8 +90,39 @@ pub struct Shipment {
     pub items: Vec<Item>,
     pub shipping_address: Address,
     pub status: ShipmentStatus,
+    /// The version of the order event that decides the shipment (section 3a of the contract).
+    pub version: i64,
+    /// Raised by one on every change of the shipment; its `ETag`.
+    pub revision: i64,
+    pub cancel_reason: Option<String>,
+    pub carrier: Option<String>,
+    pub tracking_number: Option<String>,
     pub source_event_id: String,
     pub ordered_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ShipmentStatus::*;
+    use super::*;
+
+    #[test]
+    fn every_status_reads_back_from_its_name() {
+        for status in ShipmentStatus::ALL {
+            assert_eq!(ShipmentStatus::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(ShipmentStatus::parse("lost"), None);
+    }
+
+    #[test]
+    fn an_order_cancellation_wins_over_packed_but_not_over_shipped() {
+        assert_eq!(ShipmentStatus::of(Pending, None), Pending);
+        assert_eq!(ShipmentStatus::of(Cancelled, None), Cancelled);
+        assert_eq!(ShipmentStatus::of(Pending, Some(Packed)), Packed);
+        assert_eq!(ShipmentStatus::of(Cancelled, Some(Packed)), Cancelled);
+        assert_eq!(ShipmentStatus::of(Cancelled, Some(Shipped)), Shipped);
+        assert_eq!(ShipmentStatus::of(Pending, Some(Cancelled)), Cancelled);
+    }
 }

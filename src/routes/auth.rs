@@ -7,7 +7,7 @@ use actix_web::http::header;
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
 
 use crate::problem::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub struct Authorized;
 

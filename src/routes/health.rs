@@ -4,7 +4,7 @@ use actix_web::{web, HttpResponse};
 use serde_json::json;
 
 use crate::problem::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub async fn alive() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))

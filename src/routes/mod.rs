@@ -75,3 +75,13 @@ impl<T> From<Page<T>> for Listing<T> {
         }
     }
 }
+
+/// No stored id contains NUL (the webhook refuses it), and PostgreSQL cannot even compare one.
+fn text_filter(name: &str, value: String) -> Result<String, ApiError> {
+    if value.contains('\0') {
+        return Err(ApiError::BadQuery(format!(
+            "{name} must not contain NUL characters"
+        )));
+    }
+    Ok(value)
+}

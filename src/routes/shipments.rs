@@ -5,10 +5,10 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::auth::Authorized;
-use super::{page_request, Listing};
+use super::{page_request, text_filter, Listing};
 use crate::domain::ShipmentStatus;
 use crate::problem::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::ShipmentFilter;
 
 #[derive(Deserialize)]
@@ -30,8 +30,12 @@ pub async fn list(
     let status = query
         .status
         .map(|status| {
-            ShipmentStatus::parse(&status)
-                .ok_or_else(|| ApiError::BadQuery("status must be one of: pending".into()))
+            ShipmentStatus::parse(&status).ok_or_else(|| {
+                ApiError::BadQuery(format!(
+                    "status must be one of: {}",
+                    ShipmentStatus::ALL.map(ShipmentStatus::as_str).join(", ")
+                ))
+            })
         })
         .transpose()?;
     let filter = ShipmentFilter {
@@ -58,14 +62,4 @@ pub async fn get(
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
     let shipment = state.store.shipment(id).await?.ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Ok().json(shipment))
-}
-
-/// No stored id contains NUL (the webhook refuses it), and PostgreSQL cannot even compare one.
-fn text_filter(name: &str, value: String) -> Result<String, ApiError> {
-    if value.contains('\0') {
-        return Err(ApiError::BadQuery(format!(
-            "{name} must not contain NUL characters"
-        )));
-    }
-    Ok(value)
 }

@@ -1,6 +1,6 @@
 //! `POST /webhooks/order_events`: the front door. Each step rejects with its own status and
 //! nothing is stored until the last one: media type (415), size (413), signature over the raw
-//! bytes (401), JSON (400), event (422), then one committed transaction (201/200).
+//! bytes (401), JSON (400), event (422), then one committed transaction (201/200/202).
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -9,14 +9,15 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::domain::Delivery;
+use crate::domain::Outcome;
 use crate::problem::ApiError;
 use crate::signature::Verified;
-use crate::startup::AppState;
-use crate::store::{Applied, Outcome};
+use crate::state::AppState;
+use crate::store::Applied;
 
 #[derive(Serialize)]
 struct Receipt {
-    status: &'static str,
+    status: Outcome,
     event_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     shipment_id: Option<Uuid>,
@@ -29,7 +30,7 @@ pub async fn receive(
 ) -> Result<HttpResponse, ApiError> {
     let result = accept(&request, payload, &state).await;
     let outcome = match &result {
-        Ok(receipt) => receipt.status,
+        Ok(receipt) => receipt.status.as_str(),
         Err(error) => {
             tracing::info!(reason = error.kind(), "webhook rejected");
             error.kind()
@@ -38,7 +39,8 @@ pub async fn receive(
     state.metrics.webhook_outcome(outcome);
     let receipt = result?;
     let mut response = match receipt.status {
-        "processed" => HttpResponse::Created(),
+        Outcome::Processed => HttpResponse::Created(),
+        Outcome::Parked => HttpResponse::Accepted(),
         _ => HttpResponse::Ok(),
     };
     Ok(response.json(receipt))
@@ -71,14 +73,9 @@ async fn accept(
         outcome,
         shipment_id,
     } = state.store.apply(delivery).await?;
-    let status = match outcome {
-        Outcome::Processed => "processed",
-        Outcome::Duplicate => "duplicate",
-        Outcome::Ignored => "ignored",
-    };
-    tracing::info!(event_id = %event_id, outcome = status, "webhook applied");
+    tracing::info!(event_id = %event_id, outcome = outcome.as_str(), "webhook applied");
     Ok(Receipt {
-        status,
+        status: outcome,
         event_id,
         shipment_id,
     })

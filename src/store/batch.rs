@@ -5,29 +5,27 @@
 //! commits into few large ones, which is where a database spends its time; with a single
 //! sender a batch is one delivery and costs what a plain transaction costs.
 
+use std::future::Future;
+
 use tokio::sync::{mpsc, oneshot};
 
-use super::{postgres, sqlite, Applied, StoreError};
+use super::{Applied, StoreError};
 use crate::domain::Delivery;
 
 /// Deliveries queued beyond this are answered 503 at once rather than waiting without bound.
 const QUEUE_CAPACITY: usize = 4096;
 /// Upper bound on one transaction, so a burst still commits (and answers) in slices.
 const MAX_BATCH: usize = 256;
+/// A batch that lost a race for an event id to another instance is applied again, and then
+/// sees the winner's row; more than a few losses in a row would mean something else is wrong.
+const RACE_RETRIES: usize = 3;
 
-/// The database a writer commits to.
-pub(super) enum Writer {
-    Sqlite(sqlx::SqlitePool),
-    Postgres(sqlx::PgPool),
-}
-
-impl Writer {
-    async fn commit(&self, deliveries: &[&Delivery]) -> Result<Vec<Applied>, StoreError> {
-        match self {
-            Writer::Sqlite(pool) => sqlite::commit(pool, deliveries).await,
-            Writer::Postgres(pool) => postgres::commit(pool, deliveries).await,
-        }
-    }
+/// A database that applies a batch of deliveries, in order, in one transaction.
+pub(super) trait Commit: Send + Sync + 'static {
+    fn commit(
+        &self,
+        deliveries: &[&Delivery],
+    ) -> impl Future<Output = Result<Vec<Applied>, StoreError>> + Send;
 }
 
 struct Job {
@@ -42,7 +40,7 @@ pub(super) struct Batcher {
 
 impl Batcher {
     /// Starts one writer task; it ends when the last `Batcher` clone is dropped.
-    pub fn spawn(writer: Writer) -> Batcher {
+    pub fn spawn(writer: impl Commit) -> Batcher {
         let (queue, jobs) = mpsc::channel(QUEUE_CAPACITY);
         tokio::spawn(write_batches(writer, jobs));
         Batcher { queue }
@@ -64,11 +62,25 @@ impl Batcher {
     }
 }
 
-async fn write_batches(writer: Writer, mut jobs: mpsc::Receiver<Job>) {
+/// Commits, again while another instance won a race for one of the batch's event ids.
+async fn commit(
+    writer: &impl Commit,
+    deliveries: &[&Delivery],
+) -> Result<Vec<Applied>, StoreError> {
+    let mut tries = 0;
+    loop {
+        match writer.commit(deliveries).await {
+            Err(error) if error.is_lost_race() && tries < RACE_RETRIES => tries += 1,
+            result => return result,
+        }
+    }
+}
+
+async fn write_batches(writer: impl Commit, mut jobs: mpsc::Receiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let deliveries: Vec<&Delivery> = batch.iter().map(|job| &job.delivery).collect();
-        let answers = match writer.commit(&deliveries).await {
+        let answers = match commit(&writer, &deliveries).await {
             Ok(answers) => answers.into_iter().map(Ok).collect(),
             // One bad delivery must not fail its neighbours: retry each on its own. Not when
             // the database is unavailable; that would only multiply the wait.
@@ -76,8 +88,7 @@ async fn write_batches(writer: Writer, mut jobs: mpsc::Receiver<Job>) {
                 let mut answers = Vec::with_capacity(batch.len());
                 for delivery in &deliveries {
                     answers.push(
-                        writer
-                            .commit(&[delivery])
+                        commit(&writer, &[delivery])
                             .await
                             .map(|mut one| one.remove(0)),
                     );

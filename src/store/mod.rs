@@ -1,24 +1,26 @@
 //! The one seam between the service and its database. Handlers call these methods and never
 //! see SQL. Both backends share the read queries (sqlx runtime queries with `$n` parameters,
-//! which SQLite understands too) and the group-committing writer (`batch.rs`); they differ in
-//! how a batch is applied: PostgreSQL calls one stored function, SQLite runs the statements.
+//! which SQLite understands too), the group-committing writer (`batch.rs`) and the middle of
+//! every batch (`plan.rs`, which asks the domain's fold what each event does); they differ only
+//! in how a batch locks its orders, loads their history and saves the result.
 
 mod batch;
 pub mod cursor;
+mod plan;
 mod postgres;
+mod rows;
 mod sqlite;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use serde::Serialize;
-use sqlx::types::Json;
 use uuid::Uuid;
 
 pub use cursor::Cursor;
+pub use rows::EventRecord;
 
-use crate::domain::{Address, Delivery, Item, Shipment, ShipmentStatus};
+use crate::domain::{Delivery, Outcome, Shipment, ShipmentStatus};
+use rows::{EventRecordRow, ShipmentRow, EVENT_COLUMNS, SHIPMENT_COLUMNS};
 
 /// How long a request may wait for a database connection before it is told to retry (503).
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -31,50 +33,10 @@ pub enum Store {
 
 /// What applying a delivery did, decided inside the committed transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// A new order: its shipment was created.
-    Processed,
-    /// The event id or the order was already applied; nothing changed.
-    Duplicate,
-    /// An event type this service does not handle, recorded so redeliveries are recognised.
-    Ignored,
-}
-
-impl Outcome {
-    fn from_stored(text: &str) -> Result<Outcome, StoreError> {
-        match text {
-            "processed" => Ok(Outcome::Processed),
-            "duplicate" => Ok(Outcome::Duplicate),
-            "ignored" => Ok(Outcome::Ignored),
-            other => Err(StoreError::corrupt(format!("unknown outcome {other:?}"))),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Applied {
     pub outcome: Outcome,
+    /// The order's shipment, when it has one.
     pub shipment_id: Option<Uuid>,
-}
-
-impl Applied {
-    /// The answer for a delivery: `first` is whether this call recorded the event id. A reused
-    /// event id gets the answer of the stored event, as a duplicate unless it was ignored.
-    fn from_row(
-        first: bool,
-        outcome: &str,
-        shipment_id: Option<Uuid>,
-    ) -> Result<Applied, StoreError> {
-        let outcome = match Outcome::from_stored(outcome)? {
-            Outcome::Ignored => Outcome::Ignored,
-            stored if first => stored,
-            _ => Outcome::Duplicate,
-        };
-        Ok(Applied {
-            outcome,
-            shipment_id,
-        })
-    }
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -95,6 +57,17 @@ impl StoreError {
     /// Errors while getting a connection all mean the database is out of reach.
     fn unavailable(error: sqlx::Error) -> StoreError {
         StoreError::Unavailable(Arc::new(error))
+    }
+
+    /// Another instance recorded one of the batch's event ids first (their orders differ, so
+    /// no order lock kept them apart). Applying the batch again sees that row.
+    fn is_lost_race(&self) -> bool {
+        match self {
+            StoreError::Internal(error) => error
+                .as_database_error()
+                .is_some_and(|error| error.is_unique_violation()),
+            StoreError::Unavailable(_) => false,
+        }
     }
 }
 
@@ -138,6 +111,12 @@ fn is_transient(error: &sqlx::Error) -> bool {
 }
 
 #[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub order_id: Option<String>,
+    pub outcome: Option<Outcome>,
+}
+
+#[derive(Debug, Clone, Default)]
 pub struct ShipmentFilter {
     pub status: Option<ShipmentStatus>,
     pub customer_id: Option<String>,
@@ -155,67 +134,6 @@ pub struct Page<T> {
     pub items: Vec<T>,
     pub next: Option<Cursor>,
 }
-
-/// A row of `processed_events`, as the API serves it.
-#[derive(Debug, Clone, Serialize)]
-pub struct EventRecord {
-    pub event_id: String,
-    pub event_type: String,
-    pub order_id: Option<String>,
-    pub outcome: String,
-    pub shipment_id: Option<Uuid>,
-    pub received_at: DateTime<Utc>,
-}
-
-#[derive(sqlx::FromRow)]
-struct EventRow {
-    seq: i64,
-    event_id: String,
-    event_type: String,
-    order_id: Option<String>,
-    outcome: String,
-    shipment_id: Option<Uuid>,
-    received_at: DateTime<Utc>,
-}
-
-#[derive(sqlx::FromRow)]
-struct ShipmentRow {
-    seq: i64,
-    id: Uuid,
-    order_id: String,
-    customer_id: String,
-    items: Json<Vec<Item>>,
-    shipping_address: Json<Address>,
-    status: String,
-    source_event_id: String,
-    ordered_at: DateTime<Utc>,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-}
-
-impl TryFrom<ShipmentRow> for Shipment {
-    type Error = StoreError;
-
-    fn try_from(row: ShipmentRow) -> Result<Shipment, StoreError> {
-        let status = ShipmentStatus::parse(&row.status)
-            .ok_or_else(|| StoreError::corrupt(format!("unknown status {:?}", row.status)))?;
-        Ok(Shipment {
-            id: row.id,
-            order_id: row.order_id,
-            customer_id: row.customer_id,
-            items: row.items.0,
-            shipping_address: row.shipping_address.0,
-            status,
-            source_event_id: row.source_event_id,
-            ordered_at: row.ordered_at,
-            created_at: row.created_at,
-            updated_at: row.updated_at,
-        })
-    }
-}
-
-const SHIPMENT_COLUMNS: &str = "seq, id, order_id, customer_id, items, shipping_address, status, \
-     source_event_id, ordered_at, created_at, updated_at";
 
 /// Runs the same statement on whichever pool the store has; the body is compiled once per backend.
 macro_rules! on_pool {
@@ -256,8 +174,9 @@ impl Store {
         }
     }
 
-    /// Records the delivery's event id and, for a new order, creates its shipment, in one
-    /// committed transaction. Returns only after the commit.
+    /// Records the delivery's event id and makes its effect on the order's shipment, in one
+    /// committed transaction (shared with the deliveries queued beside it). Returns only after
+    /// the commit.
     #[tracing::instrument(skip_all, fields(event_id = %delivery.event_id))]
     pub async fn apply(&self, delivery: Delivery) -> Result<Applied, StoreError> {
         match self {
@@ -303,28 +222,28 @@ impl Store {
         row.map(Shipment::try_from).transpose()
     }
 
-    pub async fn events(&self, page: PageRequest) -> Result<Page<EventRecord>, StoreError> {
-        const SQL: &str =
-            "SELECT seq, event_id, event_type, order_id, outcome, shipment_id, received_at \
-             FROM processed_events WHERE ($1 IS NULL OR seq < $1) ORDER BY seq DESC LIMIT $2";
-        let rows: Vec<EventRow> = on_pool!(self, |pool| {
+    pub async fn events(
+        &self,
+        filter: &EventFilter,
+        page: PageRequest,
+    ) -> Result<Page<EventRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM processed_events \
+             WHERE ($1 IS NULL OR order_id = $1) AND ($2 IS NULL OR outcome = $2) \
+               AND ($3 IS NULL OR seq < $3) \
+             ORDER BY seq DESC LIMIT $4"
+        );
+        let rows: Vec<EventRecordRow> = on_pool!(self, |pool| {
             let mut conn = pool.acquire().await.map_err(StoreError::unavailable)?;
-            sqlx::query_as(SQL)
+            sqlx::query_as(&sql)
+                .bind(filter.order_id.as_deref())
+                .bind(filter.outcome.map(Outcome::as_str))
                 .bind(page.after.map(|cursor| cursor.before_seq))
                 .bind(i64::from(page.limit) + 1)
                 .fetch_all(&mut *conn)
                 .await?
         });
-        paginate(rows, page.limit, |row| row.seq).try_map(|row| {
-            Ok(EventRecord {
-                event_id: row.event_id,
-                event_type: row.event_type,
-                order_id: row.order_id,
-                outcome: row.outcome,
-                shipment_id: row.shipment_id,
-                received_at: row.received_at,
-            })
-        })
+        paginate(rows, page.limit, |row| row.seq).try_map(EventRecord::try_from)
     }
 
     /// Whether the database answers a trivial query now.
@@ -341,7 +260,7 @@ impl Store {
         on_pool!(self, |pool| (pool.size(), pool.num_idle()))
     }
 
-    /// Waits for queued writes to commit, then closes every connection.
+    /// Closes every connection; called once the server has stopped taking requests.
     pub async fn close(&self) {
         match self {
             Store::Sqlite(store) => store.close().await,

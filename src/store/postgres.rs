@@ -1,17 +1,21 @@
-//! PostgreSQL: deliveries go through the group-committing writer (`batch.rs`), which applies
-//! a whole batch with one call of the `apply_events` function (see the migrations): one round
-//! trip and one commit for the batch. A concurrent twin in another instance's transaction
-//! blocks on the unique index until that commit, then sees its row.
+//! PostgreSQL: deliveries go through the group-committing writer (`batch.rs`). A batch is a
+//! handful of set-based statements over arrays, whatever its size: lock its orders, load what
+//! the fold needs, insert its events, upsert its shipments, commit. Several instances share one
+//! database safely because every batch first takes a transaction-scoped advisory lock per order.
 
 use std::str::FromStr;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::batch::{Batcher, Writer};
+use super::batch::{Batcher, Commit};
+use super::plan::{self, Loaded, Plan};
+use super::rows::{HistoryRow, KnownRow, StoredShipmentRow, HISTORY_COLUMNS, UPSERT_SHIPMENT};
 use super::{Applied, StoreError, ACQUIRE_TIMEOUT};
-use crate::domain::{Delivery, Event};
+use crate::domain::Delivery;
 
 /// Enough to keep two cores busy with reads beside the writer; more only adds contention.
 const DEFAULT_MAX_CONNECTIONS: u32 = 16;
@@ -33,7 +37,7 @@ impl PgStore {
             .test_before_acquire(false)
             .connect_with(options)
             .await?;
-        let batcher = Batcher::spawn(Writer::Postgres(pool.clone()));
+        let batcher = Batcher::spawn(PgWriter(pool.clone()));
         Ok(PgStore { pool, batcher })
     }
 
@@ -42,67 +46,215 @@ impl PgStore {
     }
 }
 
-/// The columns of a batch, one array per parameter of `apply_events`.
-#[derive(Default)]
-struct Columns {
-    event_ids: Vec<String>,
-    event_types: Vec<String>,
-    order_ids: Vec<Option<String>>,
-    shipment_ids: Vec<Option<Uuid>>,
-    customer_ids: Vec<Option<String>>,
-    items: Vec<Option<String>>,
-    addresses: Vec<Option<String>>,
-    ordered_ats: Vec<Option<chrono::DateTime<Utc>>>,
+struct PgWriter(PgPool);
+
+impl Commit for PgWriter {
+    async fn commit(&self, deliveries: &[&Delivery]) -> Result<Vec<Applied>, StoreError> {
+        let orders = plan::orders_of(deliveries);
+        let mut tx = self.0.begin().await?;
+        lock(&mut tx, &orders).await?;
+        let loaded = load(&mut tx, &plan::event_ids_of(deliveries), &orders).await?;
+        let plan = plan::plan(deliveries, loaded);
+        save(&mut tx, &plan, Utc::now()).await?;
+        tx.commit().await?;
+        Ok(plan.answers)
+    }
 }
 
-/// Applies the deliveries in order in one transaction.
-pub(super) async fn commit(
-    pool: &PgPool,
-    deliveries: &[&Delivery],
-) -> Result<Vec<Applied>, StoreError> {
-    let mut columns = Columns::default();
-    for delivery in deliveries {
-        let order = match &delivery.event {
-            Event::OrderCreated(order) => Some(order),
-            Event::Other { .. } => None,
-        };
-        columns.event_ids.push(delivery.event_id.clone());
-        columns
-            .event_types
-            .push(delivery.event.event_type().to_owned());
-        columns
-            .order_ids
-            .push(delivery.event.order_id().map(str::to_owned));
-        columns.shipment_ids.push(order.map(|_| Uuid::now_v7()));
-        columns
-            .customer_ids
-            .push(order.map(|order| order.customer_id.clone()));
-        columns.items.push(order.map(|order| to_json(&order.items)));
-        columns
-            .addresses
-            .push(order.map(|order| to_json(&order.shipping_address)));
-        columns
-            .ordered_ats
-            .push(order.map(|order| order.ordered_at));
+/// One advisory lock per order, taken in ascending key order so two batches never deadlock.
+/// The key is a hash of the order id computed here, the same in every instance; two orders
+/// sharing a key only wait for each other.
+async fn lock(conn: &mut PgConnection, orders: &[String]) -> Result<(), StoreError> {
+    if orders.is_empty() {
+        return Ok(());
     }
-    let mut conn = pool.acquire().await.map_err(StoreError::unavailable)?;
-    let rows: Vec<(bool, String, Option<Uuid>)> = sqlx::query_as(
-        "SELECT is_first, outcome, shipment_id FROM apply_events($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    let mut keys: Vec<i64> = orders
+        .iter()
+        .map(|order| {
+            let digest = Sha256::digest(order.as_bytes());
+            i64::from_be_bytes(digest[..8].try_into().expect("eight bytes"))
+        })
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    sqlx::query("SELECT pg_advisory_xact_lock(key) FROM unnest($1::int8[]) AS key")
+        .bind(keys)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+async fn load(
+    conn: &mut PgConnection,
+    event_ids: &[String],
+    orders: &[String],
+) -> Result<Loaded, StoreError> {
+    let mut loaded = Loaded::default();
+    let known: Vec<KnownRow> = sqlx::query_as(
+        "SELECT e.event_id, e.outcome, e.order_id, s.id AS shipment_id \
+         FROM processed_events e LEFT JOIN shipments s ON s.order_id = e.order_id \
+         WHERE e.event_id = ANY($1)",
     )
-    .bind(columns.event_ids)
-    .bind(columns.event_types)
-    .bind(columns.order_ids)
-    .bind(columns.shipment_ids)
-    .bind(columns.customer_ids)
-    .bind(columns.items)
-    .bind(columns.addresses)
-    .bind(columns.ordered_ats)
-    .bind(Utc::now())
+    .bind(event_ids)
     .fetch_all(&mut *conn)
     .await?;
-    rows.iter()
-        .map(|(is_first, outcome, shipment_id)| Applied::from_row(*is_first, outcome, *shipment_id))
-        .collect()
+    for row in known {
+        let (id, event) = row.into_known()?;
+        loaded.known.insert(id, event);
+    }
+    if orders.is_empty() {
+        return Ok(loaded);
+    }
+    let history: Vec<HistoryRow> = sqlx::query_as(&format!(
+        "SELECT {HISTORY_COLUMNS} FROM processed_events WHERE order_id = ANY($1)"
+    ))
+    .bind(orders)
+    .fetch_all(&mut *conn)
+    .await?;
+    for row in history {
+        if let Some((order, outcome, fact)) = row.into_fact()? {
+            loaded
+                .history
+                .entry(order)
+                .or_default()
+                .push((outcome, fact));
+        }
+    }
+    let shipments: Vec<StoredShipmentRow> = sqlx::query_as(
+        "SELECT order_id, id, revision, operator_status, source_event_id, created_at \
+         FROM shipments WHERE order_id = ANY($1)",
+    )
+    .bind(orders)
+    .fetch_all(&mut *conn)
+    .await?;
+    for row in shipments {
+        let (order, shipment) = row.into_stored()?;
+        loaded.shipments.insert(order, shipment);
+    }
+    Ok(loaded)
+}
+
+async fn save(
+    conn: &mut PgConnection,
+    plan: &Plan<'_>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let mut events = EventColumns::default();
+    for row in &plan.events {
+        events.event_ids.push(row.event_id);
+        events.event_types.push(row.event_type);
+        events.order_ids.push(row.order_id);
+        events.outcomes.push(row.outcome.as_str());
+        events.shipment_ids.push(row.shipment_id);
+        events.versions.push(row.version);
+        events.states.push(row.state().map(|state| to_json(&state)));
+        events.reasons.push(row.reason());
+        events.occurred_ats.push(row.occurred_at);
+    }
+    sqlx::query(
+        "INSERT INTO processed_events (event_id, event_type, order_id, outcome, shipment_id, \
+                                       version, state, reason, occurred_at, received_at) \
+         SELECT event_id, event_type, order_id, outcome, shipment_id, \
+                version, state::jsonb, reason, occurred_at, $10 \
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::uuid[], \
+                     $6::int8[], $7::text[], $8::text[], $9::timestamptz[]) \
+              AS e(event_id, event_type, order_id, outcome, shipment_id, \
+                   version, state, reason, occurred_at)",
+    )
+    .bind(events.event_ids)
+    .bind(events.event_types)
+    .bind(events.order_ids)
+    .bind(events.outcomes)
+    .bind(events.shipment_ids)
+    .bind(events.versions)
+    .bind(events.states)
+    .bind(events.reasons)
+    .bind(events.occurred_ats)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    if plan.shipments.is_empty() {
+        return Ok(());
+    }
+    let mut shipments = ShipmentColumns::default();
+    for write in &plan.shipments {
+        shipments.ids.push(write.stored.id);
+        shipments.order_ids.push(&write.order_id);
+        shipments.customer_ids.push(&write.folded.state.customer_id);
+        shipments.items.push(to_json(&write.folded.state.items));
+        shipments
+            .addresses
+            .push(to_json(&write.folded.state.shipping_address));
+        shipments.statuses.push(write.status.as_str());
+        shipments.versions.push(write.folded.version);
+        shipments.revisions.push(write.stored.revision);
+        shipments
+            .cancel_reasons
+            .push(write.folded.cancel_reason.as_deref());
+        shipments
+            .source_event_ids
+            .push(&write.stored.source_event_id);
+        shipments.ordered_ats.push(write.folded.ordered_at);
+        shipments.created_ats.push(write.stored.created_at);
+    }
+    sqlx::query(&format!(
+        "INSERT INTO shipments (id, order_id, customer_id, items, shipping_address, status, \
+                                version, revision, cancel_reason, source_event_id, ordered_at, \
+                                created_at, updated_at) \
+         SELECT id, order_id, customer_id, items::jsonb, shipping_address::jsonb, status, \
+                version, revision, cancel_reason, source_event_id, ordered_at, created_at, $13 \
+         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+                     $7::int8[], $8::int8[], $9::text[], $10::text[], $11::timestamptz[], \
+                     $12::timestamptz[]) \
+              AS w(id, order_id, customer_id, items, shipping_address, status, version, \
+                   revision, cancel_reason, source_event_id, ordered_at, created_at) \
+         {UPSERT_SHIPMENT}"
+    ))
+    .bind(shipments.ids)
+    .bind(shipments.order_ids)
+    .bind(shipments.customer_ids)
+    .bind(shipments.items)
+    .bind(shipments.addresses)
+    .bind(shipments.statuses)
+    .bind(shipments.versions)
+    .bind(shipments.revisions)
+    .bind(shipments.cancel_reasons)
+    .bind(shipments.source_event_ids)
+    .bind(shipments.ordered_ats)
+    .bind(shipments.created_ats)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+#[derive(Default)]
+struct EventColumns<'a> {
+    event_ids: Vec<&'a str>,
+    event_types: Vec<&'a str>,
+    order_ids: Vec<Option<&'a str>>,
+    outcomes: Vec<&'static str>,
+    shipment_ids: Vec<Option<Uuid>>,
+    versions: Vec<Option<i64>>,
+    states: Vec<Option<String>>,
+    reasons: Vec<Option<&'a str>>,
+    occurred_ats: Vec<Option<DateTime<Utc>>>,
+}
+
+#[derive(Default)]
+struct ShipmentColumns<'a> {
+    ids: Vec<Uuid>,
+    order_ids: Vec<&'a str>,
+    customer_ids: Vec<&'a str>,
+    items: Vec<String>,
+    addresses: Vec<String>,
+    statuses: Vec<&'static str>,
+    versions: Vec<i64>,
+    revisions: Vec<i64>,
+    cancel_reasons: Vec<Option<&'a str>>,
+    source_event_ids: Vec<&'a str>,
+    ordered_ats: Vec<DateTime<Utc>>,
+    created_ats: Vec<DateTime<Utc>>,
 }
 
 fn to_json(value: &impl serde::Serialize) -> String {

@@ -6,17 +6,18 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::types::Json;
 use sqlx::{Connection, SqliteConnection};
-use uuid::Uuid;
 
-use super::batch::{Batcher, Writer};
-use super::{Applied, Outcome, StoreError, ACQUIRE_TIMEOUT};
-use crate::domain::{Delivery, Event};
+use super::batch::{Batcher, Commit};
+use super::plan::{self, Loaded, Plan};
+use super::rows::{HistoryRow, KnownRow, StoredShipmentRow, HISTORY_COLUMNS, UPSERT_SHIPMENT};
+use super::{Applied, StoreError, ACQUIRE_TIMEOUT};
+use crate::domain::Delivery;
 
 const DEFAULT_READERS: u32 = 4;
 /// Another process (a second instance, `migrate`) may hold the write lock briefly.
@@ -57,7 +58,7 @@ impl SqliteStore {
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await?;
-        let batcher = Batcher::spawn(Writer::Sqlite(writer.clone()));
+        let batcher = Batcher::spawn(SqliteWriter(writer.clone()));
         Ok(SqliteStore {
             readers,
             writer,
@@ -76,97 +77,126 @@ impl SqliteStore {
     }
 }
 
-/// Applies the deliveries in order in one transaction.
-pub(super) async fn commit(
-    writer: &SqlitePool,
-    deliveries: &[&Delivery],
-) -> Result<Vec<Applied>, StoreError> {
-    let mut conn = writer.acquire().await.map_err(StoreError::unavailable)?;
-    // IMMEDIATE takes the write lock up front instead of failing to upgrade mid-transaction.
-    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-    let mut answers = Vec::with_capacity(deliveries.len());
-    for delivery in deliveries {
-        answers.push(apply_one(&mut tx, delivery).await?);
+struct SqliteWriter(SqlitePool);
+
+impl Commit for SqliteWriter {
+    async fn commit(&self, deliveries: &[&Delivery]) -> Result<Vec<Applied>, StoreError> {
+        let mut conn = self.0.acquire().await.map_err(StoreError::unavailable)?;
+        // IMMEDIATE takes the write lock up front: it is the lock on every order at once, and
+        // the history read below cannot change before the commit.
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        let loaded = load(
+            &mut tx,
+            &plan::event_ids_of(deliveries),
+            &plan::orders_of(deliveries),
+        )
+        .await?;
+        let plan = plan::plan(deliveries, loaded);
+        save(&mut tx, &plan, Utc::now()).await?;
+        tx.commit().await?;
+        Ok(plan.answers)
     }
-    tx.commit().await?;
-    Ok(answers)
 }
 
-/// The same steps as PostgreSQL's `apply_event`: record the event id first, then the shipment.
-async fn apply_one(
+/// The same reads as PostgreSQL's, with a JSON array standing in for an array parameter.
+async fn load(
     conn: &mut SqliteConnection,
-    delivery: &Delivery,
-) -> Result<Applied, StoreError> {
-    let order = match &delivery.event {
-        Event::OrderCreated(order) => Some(order),
-        Event::Other { .. } => None,
-    };
-    let shipment_id = order.map(|_| Uuid::now_v7());
-    let now = Utc::now();
-    let recorded = sqlx::query(
-        "INSERT INTO processed_events (event_id, event_type, order_id, outcome, shipment_id, received_at) \
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING",
+    event_ids: &[String],
+    orders: &[String],
+) -> Result<Loaded, StoreError> {
+    let mut loaded = Loaded::default();
+    let known: Vec<KnownRow> = sqlx::query_as(
+        "SELECT e.event_id, e.outcome, e.order_id, s.id AS shipment_id \
+         FROM processed_events e LEFT JOIN shipments s ON s.order_id = e.order_id \
+         WHERE e.event_id IN (SELECT value FROM json_each($1))",
     )
-    .bind(&delivery.event_id)
-    .bind(delivery.event.event_type())
-    .bind(delivery.event.order_id())
-    .bind(if order.is_some() { "processed" } else { "ignored" })
-    .bind(shipment_id)
-    .bind(now)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected()
-        == 1;
-    if !recorded {
-        let (outcome, shipment_id): (String, Option<Uuid>) =
-            sqlx::query_as("SELECT outcome, shipment_id FROM processed_events WHERE event_id = $1")
-                .bind(&delivery.event_id)
-                .fetch_one(&mut *conn)
-                .await?;
-        return Applied::from_row(false, &outcome, shipment_id);
-    }
-    let (Some(order), Some(shipment_id)) = (order, shipment_id) else {
-        return Ok(Applied {
-            outcome: Outcome::Ignored,
-            shipment_id: None,
-        });
-    };
-    let created = sqlx::query(
-        "INSERT INTO shipments (id, order_id, customer_id, items, shipping_address, status, \
-                                source_event_id, ordered_at, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8, $8) ON CONFLICT (order_id) DO NOTHING",
-    )
-    .bind(shipment_id)
-    .bind(&order.order_id)
-    .bind(&order.customer_id)
-    .bind(Json(&order.items))
-    .bind(Json(&order.shipping_address))
-    .bind(&delivery.event_id)
-    .bind(order.ordered_at)
-    .bind(now)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected()
-        == 1;
-    if created {
-        return Ok(Applied {
-            outcome: Outcome::Processed,
-            shipment_id: Some(shipment_id),
-        });
-    }
-    let existing: Uuid = sqlx::query_scalar("SELECT id FROM shipments WHERE order_id = $1")
-        .bind(&order.order_id)
-        .fetch_one(&mut *conn)
-        .await?;
-    sqlx::query(
-        "UPDATE processed_events SET outcome = 'duplicate', shipment_id = $1 WHERE event_id = $2",
-    )
-    .bind(existing)
-    .bind(&delivery.event_id)
-    .execute(&mut *conn)
+    .bind(Json(event_ids))
+    .fetch_all(&mut *conn)
     .await?;
-    Ok(Applied {
-        outcome: Outcome::Duplicate,
-        shipment_id: Some(existing),
-    })
+    for row in known {
+        let (id, event) = row.into_known()?;
+        loaded.known.insert(id, event);
+    }
+    if orders.is_empty() {
+        return Ok(loaded);
+    }
+    let history: Vec<HistoryRow> = sqlx::query_as(&format!(
+        "SELECT {HISTORY_COLUMNS} FROM processed_events \
+         WHERE order_id IN (SELECT value FROM json_each($1))"
+    ))
+    .bind(Json(orders))
+    .fetch_all(&mut *conn)
+    .await?;
+    for row in history {
+        if let Some((order, outcome, fact)) = row.into_fact()? {
+            loaded
+                .history
+                .entry(order)
+                .or_default()
+                .push((outcome, fact));
+        }
+    }
+    let shipments: Vec<StoredShipmentRow> = sqlx::query_as(
+        "SELECT order_id, id, revision, operator_status, source_event_id, created_at \
+         FROM shipments WHERE order_id IN (SELECT value FROM json_each($1))",
+    )
+    .bind(Json(orders))
+    .fetch_all(&mut *conn)
+    .await?;
+    for row in shipments {
+        let (order, shipment) = row.into_stored()?;
+        loaded.shipments.insert(order, shipment);
+    }
+    Ok(loaded)
+}
+
+/// One prepared statement per row: SQLite runs in this process, so a row costs no round trip.
+async fn save(
+    conn: &mut SqliteConnection,
+    plan: &Plan<'_>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    for row in &plan.events {
+        sqlx::query(
+            "INSERT INTO processed_events (event_id, event_type, order_id, outcome, shipment_id, \
+                                           version, state, reason, occurred_at, received_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(row.event_id)
+        .bind(row.event_type)
+        .bind(row.order_id)
+        .bind(row.outcome.as_str())
+        .bind(row.shipment_id)
+        .bind(row.version)
+        .bind(row.state())
+        .bind(row.reason())
+        .bind(row.occurred_at)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    }
+    for write in &plan.shipments {
+        sqlx::query(&format!(
+            "INSERT INTO shipments (id, order_id, customer_id, items, shipping_address, status, \
+                                    version, revision, cancel_reason, source_event_id, \
+                                    ordered_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) {UPSERT_SHIPMENT}"
+        ))
+        .bind(write.stored.id)
+        .bind(&write.order_id)
+        .bind(&write.folded.state.customer_id)
+        .bind(Json(&write.folded.state.items))
+        .bind(Json(&write.folded.state.shipping_address))
+        .bind(write.status.as_str())
+        .bind(write.folded.version)
+        .bind(write.stored.revision)
+        .bind(write.folded.cancel_reason.as_deref())
+        .bind(&write.stored.source_event_id)
+        .bind(write.folded.ordered_at)
+        .bind(write.stored.created_at)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
 }

@@ -191,8 +191,12 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 
 /// Starts the service in this process with extra environment `overrides`.
 pub async fn spawn_app_with(backend: Backend, overrides: &[(&str, &str)]) -> TestApp {
+    spawn_app_on(TestDb::create(backend).await, overrides).await
+}
+
+/// Starts the service in this process on an existing database.
+pub async fn spawn_app_on(db: TestDb, overrides: &[(&str, &str)]) -> TestApp {
     init_logs();
-    let db = TestDb::create(backend).await;
     let mut env = test_env(&db);
     for (name, value) in overrides {
         env.insert(name.to_string(), value.to_string());
@@ -206,6 +210,24 @@ pub async fn spawn_app_with(backend: Backend, overrides: &[(&str, &str)]) -> Tes
         client: reqwest::Client::new(),
         db,
     }
+}
+
+/// An order event of `event_type` with the seed's data (or only the order id for a
+/// cancellation) and, when given, a version.
+pub fn lifecycle_event(event_type: &str, order_id: &str, version: Option<i64>) -> Value {
+    let mut event = match event_type {
+        "order.cancelled" => json!({"event_type": event_type, "timestamp": "2023-10-27T12:00:00Z",
+                                    "data": {"order_id": order_id}}),
+        _ => {
+            let mut event = order_event(order_id);
+            event["event_type"] = json!(event_type);
+            event
+        }
+    };
+    if let Some(version) = version {
+        event["data"]["version"] = json!(version);
+    }
+    event
 }
 
 /// The seed's event for `order_id`, as a sender would serialise it.
@@ -281,6 +303,16 @@ impl TestApp {
             .send()
             .await
             .expect("request sent")
+    }
+
+    /// The one shipment of `order_id`, as the API serves it.
+    pub async fn shipment_of(&self, order_id: &str) -> Value {
+        let listing = self
+            .get_json(&format!("/shipments?order_id={order_id}"))
+            .await;
+        let items = listing["items"].as_array().unwrap();
+        assert_eq!(items.len(), 1, "one shipment for {order_id}");
+        items[0].clone()
     }
 
     pub async fn get_json(&self, path: &str) -> Value {

@@ -100,16 +100,21 @@ async fn a_payload_event_id_is_the_idempotency_key(backend: Backend) {
 
 async fn an_unhandled_event_type_is_recorded_and_ignored(backend: Backend) {
     let app = spawn_app(backend).await;
-    let event = json!({"event_type": "order.cancelled", "data": {"order_id": "ORD-4"}});
+    let event = json!({"event_type": "order.shipped", "data": {"order_id": "ORD-4"}});
+    let body = serde_json::to_vec(&event).unwrap();
+    let digest = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&body))
+    };
 
-    let response = app.post_event(&event).await;
-    let again: Value = app.post_event(&event).await.json().await.unwrap();
+    let response = app.post_signed(&body).await;
+    let again: Value = app.post_signed(&body).await.json().await.unwrap();
 
     assert_eq!(response.status(), 200);
     let receipt: Value = response.json().await.unwrap();
     assert_eq!(
         receipt,
-        json!({"status": "ignored", "event_id": "order.cancelled:ORD-4"})
+        json!({"status": "ignored", "event_id": format!("sha256:{digest}")})
     );
     assert_eq!(again["status"], "ignored");
     assert_eq!(app.db.count_shipments().await, 0);

@@ -1,0 +1,15 @@
+//! What every handler may use, shared by all workers: below the routes and the startup code, so
+//! that imports run one way (startup → routes → state).
+
+use crate::config::ApiTokens;
+use crate::metrics::Metrics;
+use crate::signature::Verifier;
+use crate::store::Store;
+
+pub struct AppState {
+    pub store: Store,
+    pub verifier: Verifier,
+    pub api_tokens: ApiTokens,
+    pub max_body_bytes: usize,
+    pub metrics: Metrics,
+}
