@@ -1,14 +1,19 @@
 //! Load generator for `bench/run`: `connections` concurrent senders POST validly signed
-//! `order.created` events (hex scheme) and report throughput and latency as one JSON line.
+//! order events (hex scheme) and report throughput and latency as one JSON line.
 //!
 //! Each sender sends orders `{prefix}-{sender}-{n}`; with `--repeat k` every order is sent k
 //! times in a row (a duplicate-heavy mix), with `--distinct m` a sender cycles through its first
-//! m orders (after one pass, every request is a duplicate).
+//! m orders (after one pass, every request is a duplicate). With `--lifecycle` a sender sends
+//! each order's whole history instead: created, two updates and, for one order in five, a
+//! cancellation, all versioned and shuffled (so some arrive before the events they follow).
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use serde_json::json;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde_json::{json, Value};
 use shipping_service::signature::{sign_hex, Secret};
 
 #[derive(Parser)]
@@ -31,6 +36,42 @@ struct Args {
     repeat: u64,
     #[arg(long, default_value_t = u64::MAX)]
     distinct: u64,
+    #[arg(long)]
+    lifecycle: bool,
+}
+
+fn order_event(event_type: &str, order_id: &str, version: Option<u64>) -> Value {
+    let mut event = json!({
+        "event_type": event_type, "timestamp": "2023-10-27T10:00:00Z",
+        "data": {"order_id": order_id, "customer_id": "CUST987",
+                 "items": [{"sku": "SKU001", "quantity": 2}, {"sku": "SKU005", "quantity": 1}],
+                 "shipping_address": {"street": "123 Main St", "city": "Anytown", "zip": "12345"}}});
+    if let Some(version) = version {
+        event["data"]["version"] = json!(version);
+        event["data"]["items"][0]["quantity"] = json!(version);
+    }
+    event
+}
+
+/// The next order's events, in the order this sender posts them.
+fn next_events(args: &Args, index: usize, order: u64) -> Vec<Value> {
+    let order_id = format!("{}-{index}-{order}", args.prefix);
+    if !args.lifecycle {
+        return vec![order_event("order.created", &order_id, None)];
+    }
+    let mut events = vec![
+        order_event("order.created", &order_id, Some(1)),
+        order_event("order.updated", &order_id, Some(2)),
+        order_event("order.updated", &order_id, Some(3)),
+    ];
+    if order.is_multiple_of(5) {
+        events.push(json!({"event_type": "order.cancelled",
+                           "data": {"order_id": order_id, "version": 4, "reason": "bench"}}));
+    }
+    events.shuffle(&mut rand::rngs::StdRng::seed_from_u64(
+        order ^ ((index as u64) << 32),
+    ));
+    events
 }
 
 struct Tally {
@@ -50,15 +91,16 @@ async fn sender(
         errors: 0,
     };
     let mut n = 0;
+    let mut queue = VecDeque::new();
+    let mut orders = 0;
     while Instant::now() < until && n < args.requests {
-        let order = (n / args.repeat) % args.distinct;
+        if queue.is_empty() {
+            let order = (orders / args.repeat) % args.distinct;
+            orders += 1;
+            queue.extend(next_events(args, index, order));
+        }
         n += 1;
-        let body = serde_json::to_vec(&json!({
-            "event_type": "order.created", "timestamp": "2023-10-27T10:00:00Z",
-            "data": {"order_id": format!("{}-{index}-{order}", args.prefix), "customer_id": "CUST987",
-                     "items": [{"sku": "SKU001", "quantity": 2}, {"sku": "SKU005", "quantity": 1}],
-                     "shipping_address": {"street": "123 Main St", "city": "Anytown", "zip": "12345"}}}))
-        .unwrap();
+        let body = serde_json::to_vec(&queue.pop_front().expect("refilled above")).unwrap();
         let signature = sign_hex(secret, &body);
         let started = Instant::now();
         let response = client

@@ -15,6 +15,7 @@ on_both_backends!(
     a_redelivered_update_is_a_duplicate_of_the_same_shipment,
     an_order_history_can_be_read_back,
     bad_lifecycle_events_are_422_and_store_nothing,
+    the_readme_examples_answer_as_the_readme_says,
 );
 
 async fn post(app: &TestApp, event: &Value) -> (u16, Value) {
@@ -238,4 +239,40 @@ async fn bad_lifecycle_events_are_422_and_store_nothing(backend: Backend) {
     }
     assert_eq!(app.db.count_events().await, 0);
     assert_eq!(app.db.count_shipments().await, 0);
+}
+
+async fn the_readme_examples_answer_as_the_readme_says(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let example = |name: &str| {
+        std::fs::read(format!("{}/examples/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    };
+    let mut answers = Vec::new();
+
+    for name in [
+        "order-cancelled.json",
+        "order-created.json",
+        "order-updated.json",
+        "order-created.json",
+    ] {
+        let response = app.post_signed(&example(name)).await;
+        let status = response.status().as_u16();
+        let receipt: Value = response.json().await.unwrap();
+        answers.push((status, receipt["status"].as_str().unwrap().to_owned()));
+    }
+
+    let expected = [
+        (202, "parked"),
+        (201, "processed"),
+        // Version 2 comes before the cancellation (3), so its state is the one kept.
+        (200, "updated"),
+        (200, "duplicate"),
+    ];
+    assert_eq!(
+        answers,
+        expected.map(|(code, status)| (code, status.to_owned()))
+    );
+    let shipment = app.shipment_of("ORD12345").await;
+    assert_eq!(shipment["status"], "cancelled");
+    assert_eq!(shipment["version"], 3);
+    assert_eq!(shipment["items"], json!([{"sku": "SKU001", "quantity": 3}]));
 }

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::helpers::{order_event, spawn_app, Backend};
+use crate::helpers::{lifecycle_event, order_event, spawn_app, Backend};
 use crate::on_both_backends;
 
 on_both_backends!(every_documented_operation_answers_as_documented);
@@ -128,13 +128,14 @@ async fn every_documented_operation_answers_as_documented(backend: Backend) {
     for (method, template, request) in cases {
         check(&spec, method, template, request).await;
     }
-    let receipt_status = app
-        .post_event(&order_event("ORD-SPEC"))
-        .await
-        .status()
-        .as_u16()
-        .to_string();
-    assert!(
-        !spec["paths"]["/webhooks/order_events"]["post"]["responses"][&receipt_status].is_null()
-    );
+    // Every kind of receipt: duplicate, parked, updated.
+    let update = lifecycle_event("order.updated", "ORD-SPEC", None);
+    let cancel = lifecycle_event("order.cancelled", "ORD-SPEC-PARKED", None);
+    for event in [order_event("ORD-SPEC"), cancel, update] {
+        let status = app.post_event(&event).await.status().as_u16().to_string();
+        assert!(
+            !spec["paths"]["/webhooks/order_events"]["post"]["responses"][&status].is_null(),
+            "{status}"
+        );
+    }
 }
