@@ -220,3 +220,83 @@ pub(super) fn plan<'a>(deliveries: &[&'a Delivery], loaded: Loaded) -> Plan<'a> 
         answers,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Address, Item, OrderEvent, OrderState};
+
+    fn delivery(event_id: &str, order_id: &str, change: Change) -> Delivery {
+        Delivery {
+            event_id: event_id.into(),
+            event: Event::Order(OrderEvent {
+                order_id: order_id.into(),
+                version: None,
+                occurred_at: Some(DateTime::UNIX_EPOCH),
+                change,
+            }),
+        }
+    }
+
+    fn created() -> Change {
+        Change::Created(OrderState {
+            customer_id: "C".into(),
+            items: vec![Item {
+                sku: "S".into(),
+                quantity: 1,
+            }],
+            shipping_address: Address {
+                street: "1".into(),
+                city: "2".into(),
+                zip: "3".into(),
+            },
+        })
+    }
+
+    #[test]
+    fn twins_in_one_batch_get_one_shipment_and_one_row() {
+        let first = delivery("e1", "O1", created());
+        let twin = first.clone();
+        let plan = plan(&[&first, &twin], Loaded::default());
+        assert_eq!(plan.answers[0].outcome, Outcome::Processed);
+        assert_eq!(plan.answers[1].outcome, Outcome::Duplicate);
+        assert_eq!(plan.answers[1].shipment_id, plan.answers[0].shipment_id);
+        assert_eq!(plan.events.len(), 1);
+        assert_eq!(plan.shipments.len(), 1);
+    }
+
+    #[test]
+    fn a_creation_then_a_change_in_one_batch_is_one_write_at_revision_two() {
+        let create = delivery("e1", "O1", created());
+        let cancel = delivery("e2", "O1", Change::Cancelled { reason: None });
+        let plan = plan(&[&create, &cancel], Loaded::default());
+        assert_eq!(plan.shipments.len(), 1);
+        assert_eq!(plan.shipments[0].stored.revision, 2);
+        assert_eq!(plan.shipments[0].status, ShipmentStatus::Cancelled);
+        assert_eq!(plan.answers[1].outcome, Outcome::Updated);
+    }
+
+    #[test]
+    fn a_recorded_id_is_answered_from_the_record_and_written_again_never() {
+        let shipment = Uuid::now_v7();
+        let mut loaded = Loaded::default();
+        loaded.known.insert(
+            "e1".into(),
+            KnownEvent {
+                outcome: Outcome::Processed,
+                order_id: Some("O-OTHER".into()),
+                shipment_id: Some(shipment),
+            },
+        );
+        let reused = delivery("e1", "O1", created());
+        let plan = plan(&[&reused], loaded);
+        assert_eq!(
+            plan.answers,
+            [Applied {
+                outcome: Outcome::Duplicate,
+                shipment_id: Some(shipment)
+            }]
+        );
+        assert!(plan.events.is_empty() && plan.shipments.is_empty());
+    }
+}
