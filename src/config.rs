@@ -4,6 +4,7 @@
 use std::fmt;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use subtle::ConstantTimeEq;
 
@@ -16,6 +17,12 @@ pub struct Config {
     pub verifier: Verifier,
     pub api_tokens: ApiTokens,
     pub max_body_bytes: usize,
+    /// How long a client may take to send a whole request (headers, then body): 408 after.
+    pub request_timeout: Duration,
+    /// How long an idle keep-alive connection stays open.
+    pub keep_alive: Duration,
+    /// Open client connections this instance accepts at once; more wait in the backlog.
+    pub max_connections: usize,
     pub database_max_connections: Option<u32>,
     pub log_format: LogFormat,
 }
@@ -140,6 +147,15 @@ impl Config {
         if max_body_bytes == 0 {
             return Err(invalid("MAX_BODY_BYTES", "must be at least 1"));
         }
+        let request_timeout = number(&var, "REQUEST_TIMEOUT_SECS")?.unwrap_or(10);
+        if request_timeout == 0 {
+            return Err(invalid("REQUEST_TIMEOUT_SECS", "must be at least 1"));
+        }
+        let keep_alive = number(&var, "KEEP_ALIVE_SECS")?.unwrap_or(5);
+        let max_connections = number(&var, "MAX_CONNECTIONS")?.unwrap_or(1024);
+        if max_connections == 0 {
+            return Err(invalid("MAX_CONNECTIONS", "must be at least 1"));
+        }
         let database_max_connections = number(&var, "DATABASE_MAX_CONNECTIONS")?;
         if database_max_connections == Some(0) {
             return Err(invalid("DATABASE_MAX_CONNECTIONS", "must be at least 1"));
@@ -163,6 +179,9 @@ impl Config {
             },
             api_tokens: ApiTokens(api_tokens),
             max_body_bytes: usize::try_from(max_body_bytes).unwrap_or(usize::MAX),
+            request_timeout: Duration::from_secs(request_timeout),
+            keep_alive: Duration::from_secs(keep_alive),
+            max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
             database_max_connections: database_max_connections
                 .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
             log_format,
@@ -216,6 +235,9 @@ mod tests {
         assert_eq!(config.verifier.hex_header, "x-ecomm-signature");
         assert_eq!(config.verifier.tolerance_secs, 300);
         assert_eq!(config.max_body_bytes, 262_144);
+        assert_eq!(config.request_timeout, Duration::from_secs(10));
+        assert_eq!(config.keep_alive, Duration::from_secs(5));
+        assert_eq!(config.max_connections, 1024);
     }
 
     #[test]
@@ -227,6 +249,8 @@ mod tests {
             ("LOG_FORMAT", "xml"),
             ("LISTEN_ADDR", "localhost"),
             ("MAX_BODY_BYTES", "-1"),
+            ("REQUEST_TIMEOUT_SECS", "0"),
+            ("MAX_CONNECTIONS", "none"),
             ("WEBHOOK_SECRETS", "whsec_%%%"),
         ];
         for (variable, value) in cases {

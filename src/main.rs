@@ -12,7 +12,7 @@ use shipping_service::telemetry;
 #[derive(Parser)]
 #[command(
     version,
-    about = "Receives signed order webhooks and creates each shipment exactly once"
+    about = "Receives signed order webhooks and applies each order event exactly once"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -31,13 +31,16 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    if let Err(error) = dotenvy::dotenv() {
+    // Read .env first (flags may default from it), but let --help and --version work even
+    // when it is malformed: report that only once the command line is parsed.
+    let dotenv = dotenvy::dotenv();
+    let cli = Cli::parse();
+    if let Err(error) = dotenv {
         if !error.not_found() {
             eprintln!(".env: {error}");
             return ExitCode::from(2);
         }
     }
-    let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::Serve);
     if let Command::Send(args) = command {
         // The sender needs a secret, not the service's configuration.
@@ -61,7 +64,7 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", telemetry::error_chain(error.as_ref()));
             ExitCode::FAILURE
         }
     }

@@ -14,13 +14,7 @@ pub struct Metrics {
 }
 
 impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Metrics {
-    pub fn new() -> Metrics {
+    fn default() -> Metrics {
         let registry = Registry::new();
         let webhook_outcomes = IntCounterVec::new(
             Opts::new(
@@ -65,7 +59,9 @@ impl Metrics {
             pool_connections,
         }
     }
+}
 
+impl Metrics {
     pub fn webhook_outcome(&self, outcome: &str) {
         self.webhook_outcomes.with_label_values(&[outcome]).inc();
     }

@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::domain::FieldError;
 use crate::signature::SignatureError;
 use crate::store::StoreError;
+use crate::telemetry::error_chain;
 
 /// Seconds a sender or client should wait before retrying a 503.
 const RETRY_AFTER_SECS: &str = "1";
@@ -20,6 +21,8 @@ pub enum ApiError {
     TooLarge { limit: usize },
     #[error("the body could not be read completely")]
     UnreadableBody,
+    #[error("the request was not received in time")]
+    RequestTimeout,
     #[error("{0}")]
     BadSignature(#[from] SignatureError),
     #[error("a valid bearer token is required")]
@@ -28,6 +31,8 @@ pub enum ApiError {
     NotJson(String),
     #[error("the event is not valid")]
     Invalid(Vec<FieldError>),
+    #[error("the event cannot be stored: a value is too large or not valid text")]
+    Refused(#[source] StoreError),
     #[error("{0}")]
     BadQuery(String),
     #[error("no such resource")]
@@ -44,6 +49,7 @@ impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> ApiError {
         match error {
             StoreError::Unavailable(_) => ApiError::Unavailable(error),
+            StoreError::Refused(_) => ApiError::Refused(error),
             StoreError::Internal(_) => ApiError::Internal(error.into()),
         }
     }
@@ -62,10 +68,12 @@ impl ApiError {
             ApiError::UnsupportedMedia => "unsupported-media-type",
             ApiError::TooLarge { .. } => "payload-too-large",
             ApiError::UnreadableBody => "unreadable-body",
+            ApiError::RequestTimeout => "request-timeout",
             ApiError::BadSignature(_) => "invalid-signature",
             ApiError::BadToken => "unauthorized",
             ApiError::NotJson(_) => "malformed-json",
             ApiError::Invalid(_) => "invalid-event",
+            ApiError::Refused(_) => "unstorable-event",
             ApiError::BadQuery(_) => "invalid-parameter",
             ApiError::NotFound => "not-found",
             ApiError::MethodNotAllowed { .. } => "method-not-allowed",
@@ -79,10 +87,12 @@ impl ApiError {
             ApiError::UnsupportedMedia => "Unsupported media type",
             ApiError::TooLarge { .. } => "Payload too large",
             ApiError::UnreadableBody => "Unreadable body",
+            ApiError::RequestTimeout => "Request timeout",
             ApiError::BadSignature(_) => "Invalid signature",
             ApiError::BadToken => "Unauthorized",
             ApiError::NotJson(_) => "Malformed JSON",
             ApiError::Invalid(_) => "Invalid event",
+            ApiError::Refused(_) => "Invalid event",
             ApiError::BadQuery(_) => "Invalid parameter",
             ApiError::NotFound => "Not found",
             ApiError::MethodNotAllowed { .. } => "Method not allowed",
@@ -113,8 +123,9 @@ impl ResponseError for ApiError {
                 StatusCode::BAD_REQUEST
             }
             ApiError::BadSignature(_) | ApiError::BadToken => StatusCode::UNAUTHORIZED,
-            ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Invalid(_) | ApiError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -124,13 +135,13 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         match self {
             ApiError::Internal(error) => {
-                tracing::error!(error = format!("{error:#}"), "request failed")
+                tracing::error!(error = error_chain(error.as_ref()), "request failed")
+            }
+            ApiError::Refused(error) => {
+                tracing::warn!(error = error_chain(error), "the database refused a value")
             }
             ApiError::Unavailable(error) => {
-                tracing::warn!(
-                    error = format!("{:#}", anyhow::Error::new(error.clone())),
-                    "database unavailable"
-                )
+                tracing::warn!(error = error_chain(error), "database unavailable")
             }
             _ => {}
         }

@@ -27,7 +27,7 @@ pub struct SendArgs {
     #[arg(long, default_value = "http://127.0.0.1:8080/webhooks/order_events")]
     pub url: String,
     /// Signing secret [default: the first of WEBHOOK_SECRETS].
-    #[arg(long, hide_env_values = true)]
+    #[arg(long)]
     pub secret: Option<String>,
     #[arg(long, value_enum, default_value = "hex")]
     pub scheme: Scheme,

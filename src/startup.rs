@@ -26,8 +26,11 @@ pub struct App {
 }
 
 impl App {
-    /// Connects to the database, runs migrations, and binds `config.listen_addr`.
+    /// Binds `config.listen_addr`, connects to the database and runs migrations. The port
+    /// comes first: a taken port stops start-up before the database is touched.
     pub async fn build(config: Config) -> anyhow::Result<App> {
+        let listener = TcpListener::bind(config.listen_addr)
+            .with_context(|| format!("LISTEN_ADDR: cannot bind {}", config.listen_addr))?;
         let store = Store::connect(&config.database_url.0, config.database_max_connections)
             .await
             .context("DATABASE_URL: cannot open the database")?;
@@ -35,8 +38,6 @@ impl App {
             .migrate()
             .await
             .context("DATABASE_URL: migrations failed")?;
-        let listener = TcpListener::bind(config.listen_addr)
-            .with_context(|| format!("LISTEN_ADDR: cannot bind {}", config.listen_addr))?;
         App::with_listener(config, store, listener)
     }
 
@@ -52,14 +53,23 @@ impl App {
             verifier: config.verifier,
             api_tokens: config.api_tokens,
             max_body_bytes: config.max_body_bytes,
-            metrics: Metrics::new(),
+            request_timeout: config.request_timeout,
+            metrics: Metrics::default(),
         });
+        // actix counts connections per worker thread.
+        let workers = std::thread::available_parallelism().map_or(2, usize::from);
         let server = actix_web::HttpServer::new(move || {
             actix_web::App::new()
                 .wrap(from_fn(observe))
                 .app_data(state.clone())
                 .configure(routes::configure)
         })
+        .workers(workers)
+        .max_connections(config.max_connections.div_ceil(workers))
+        .keep_alive(config.keep_alive)
+        // Headers must arrive within the request timeout (else 408); the webhook handler
+        // bounds the body by the same timeout.
+        .client_request_timeout(config.request_timeout)
         .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
         .listen(listener)?
         .run();
@@ -89,7 +99,7 @@ async fn observe(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = std::time::Instant::now();
-    let method = request.method().clone();
+    let method = method_label(request.method());
     let route = request
         .match_pattern()
         .unwrap_or_else(|| "unmatched".into());
@@ -104,12 +114,23 @@ async fn observe(
     let response = next.call(request).instrument(span).await?;
     if let Some(state) = state {
         let status = response.status().as_u16();
-        (state.metrics).request_finished(
-            method.as_str(),
-            &route,
-            status,
-            started.elapsed().as_secs_f64(),
-        );
+        (state.metrics).request_finished(method, &route, status, started.elapsed().as_secs_f64());
     }
     Ok(response)
+}
+
+/// Metric labels come from a closed set: a client inventing methods must not create series.
+/// (Routes are already closed: a matched pattern, or "unmatched".)
+fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
 }

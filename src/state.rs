@@ -11,5 +11,7 @@ pub struct AppState {
     pub verifier: Verifier,
     pub api_tokens: ApiTokens,
     pub max_body_bytes: usize,
+    /// The longest a client may take to send a webhook body.
+    pub request_timeout: std::time::Duration,
     pub metrics: Metrics,
 }

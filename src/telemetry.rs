@@ -27,3 +27,56 @@ where
     };
     guard
 }
+
+/// An error and its causes on one line, `a: b: c`, for logs and start-up failures. A cause
+/// whose text its parent already shows is left out: several libraries repeat their source's
+/// message in their own ("database \"x\" does not exist: database \"x\" does not exist").
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = error.to_string();
+    let mut shown = line.clone();
+    let mut cause = error.source();
+    while let Some(error) = cause {
+        let text = error.to_string();
+        if !shown.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        shown = text;
+        cause = error.source();
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{0}")]
+    struct Leaf(&'static str);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{text}")]
+    struct Wrap {
+        text: &'static str,
+        #[source]
+        source: Leaf,
+    }
+
+    #[test]
+    fn a_cause_repeated_by_its_parent_is_shown_once() {
+        let repeated = Wrap {
+            text: "returned from database: x does not exist",
+            source: Leaf("x does not exist"),
+        };
+        let distinct = Wrap {
+            text: "DATABASE_URL",
+            source: Leaf("x does not exist"),
+        };
+        assert_eq!(
+            error_chain(&repeated),
+            "returned from database: x does not exist"
+        );
+        assert_eq!(error_chain(&distinct), "DATABASE_URL: x does not exist");
+    }
+}

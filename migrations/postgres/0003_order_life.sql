@@ -9,10 +9,22 @@ ALTER TABLE processed_events
     DROP CONSTRAINT processed_events_outcome_check,
     ADD CONSTRAINT processed_events_outcome_check CHECK (outcome IN
         ('processed', 'updated', 'stale', 'too_late', 'parked', 'duplicate', 'ignored')),
+    -- Whether the service derived the id (the sender gave none): a sender's ids and derived
+    -- ids are separate namespaces, so the key is both.
+    ADD COLUMN derived_id  BOOLEAN NOT NULL DEFAULT false,
     ADD COLUMN version     BIGINT,
     ADD COLUMN state       JSONB,
     ADD COLUMN reason      TEXT,
     ADD COLUMN occurred_at TIMESTAMPTZ;
+
+-- The previous release derived "{event_type}:{order_id}" and "sha256:{digest}".
+UPDATE processed_events
+SET derived_id = true
+WHERE event_id LIKE 'sha256:%' OR event_id = event_type || ':' || order_id;
+ALTER TABLE processed_events
+    ALTER COLUMN derived_id DROP DEFAULT,
+    DROP CONSTRAINT processed_events_pkey,
+    ADD CONSTRAINT processed_events_pkey PRIMARY KEY (event_id, derived_id);
 
 -- A shipment made before this version has one event in its history: the one that created it.
 UPDATE processed_events e

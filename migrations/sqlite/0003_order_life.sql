@@ -1,9 +1,12 @@
 -- An order's whole life: order.updated and order.cancelled join order.created (the rules live
--- in src/domain/fold.rs). SQLite cannot alter a CHECK constraint, so processed_events is
--- rebuilt with the new outcomes and what the fold needs of each event.
+-- in src/domain/fold.rs). SQLite cannot alter a CHECK or UNIQUE constraint, so
+-- processed_events is rebuilt: new outcomes, what the fold needs of each event, and a key of
+-- the id and whether the service derived it (a sender's ids and derived ids are separate
+-- namespaces).
 CREATE TABLE processed_events_new (
     seq         INTEGER PRIMARY KEY,
-    event_id    TEXT    NOT NULL CONSTRAINT processed_events_event_id_key UNIQUE,
+    event_id    TEXT    NOT NULL,
+    derived_id  INTEGER NOT NULL,
     event_type  TEXT    NOT NULL,
     order_id    TEXT,
     outcome     TEXT    NOT NULL
@@ -14,13 +17,17 @@ CREATE TABLE processed_events_new (
     version     INTEGER,
     state       TEXT,
     reason      TEXT,
-    occurred_at TEXT
+    occurred_at TEXT,
+    CONSTRAINT processed_events_event_id_key UNIQUE (event_id, derived_id)
 );
 
 -- A shipment made before this version has one event in its history: the one that created it.
-INSERT INTO processed_events_new (seq, event_id, event_type, order_id, outcome, shipment_id,
-                                  received_at, version, state, occurred_at)
-SELECT e.seq, e.event_id, e.event_type, e.order_id, e.outcome, e.shipment_id, e.received_at,
+-- The previous release derived "{event_type}:{order_id}" and "sha256:{digest}".
+INSERT INTO processed_events_new (seq, event_id, derived_id, event_type, order_id, outcome,
+                                  shipment_id, received_at, version, state, occurred_at)
+SELECT e.seq, e.event_id,
+       coalesce(e.event_id LIKE 'sha256:%' OR e.event_id = e.event_type || ':' || e.order_id, 0),
+       e.event_type, e.order_id, e.outcome, e.shipment_id, e.received_at,
        CASE WHEN s.id IS NULL THEN NULL ELSE 1 END,
        CASE WHEN s.id IS NULL THEN NULL ELSE json_object('customer_id', s.customer_id,
             'items', json(s.items), 'shipping_address', json(s.shipping_address)) END,

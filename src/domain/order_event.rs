@@ -14,14 +14,20 @@ pub const ORDER_CREATED: &str = "order.created";
 pub const ORDER_UPDATED: &str = "order.updated";
 pub const ORDER_CANCELLED: &str = "order.cancelled";
 
-/// Longest text we store; keeps rows small and refuses payloads built to bloat the database.
-const MAX_TEXT_CHARS: usize = 1024;
+/// Longest text we store, in bytes (UTF-8): keeps rows small, refuses payloads built to bloat
+/// the database, and keeps every indexed value far below PostgreSQL's btree row limit (about
+/// 2,700 bytes), the same on both backends, so no authentic event is refused by the database.
+const MAX_TEXT_BYTES: usize = 1024;
 /// An item quantity must fit a 32-bit integer in every consumer downstream.
 const MAX_QUANTITY: i64 = i32::MAX as i64;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Delivery {
     pub event_id: String,
+    /// Whether the service derived `event_id` (the sender gave none). A sender's ids and
+    /// derived ids are separate namespaces: an explicit `"order.created:ORD-9"` on another
+    /// order must not take the id ORD-9's own creation derives.
+    pub derived_id: bool,
     pub event: Event,
 }
 
@@ -97,6 +103,9 @@ impl Delivery {
         webhook_id: Option<&str>,
     ) -> Result<Delivery, Vec<FieldError>> {
         let mut fields = Fields::default();
+        if webhook_id.is_some_and(|id| id.len() > MAX_TEXT_BYTES) {
+            fields.reject("webhook-id", "must be at most 1024 bytes");
+        }
         let Some(object) = payload.as_object() else {
             fields.reject("body", "must be a JSON object");
             return Err(fields.errors);
@@ -118,11 +127,12 @@ impl Delivery {
         };
         match event {
             Some(event) if fields.errors.is_empty() => {
-                let event_id = webhook_id
-                    .map(str::to_owned)
-                    .or(payload_id)
-                    .unwrap_or_else(|| derived_event_id(&event, body));
-                Ok(Delivery { event_id, event })
+                let given = webhook_id.map(str::to_owned).or(payload_id);
+                Ok(Delivery {
+                    derived_id: given.is_none(),
+                    event_id: given.unwrap_or_else(|| derived_event_id(&event, body)),
+                    event,
+                })
             }
             _ => Err(fields.errors),
         }
@@ -156,7 +166,7 @@ fn lenient_order_id(object: &Map<String, Value>) -> Option<String> {
 }
 
 fn is_storable(text: &str) -> bool {
-    !text.trim().is_empty() && !text.contains('\0') && text.chars().count() <= MAX_TEXT_CHARS
+    !text.trim().is_empty() && !text.contains('\0') && text.len() <= MAX_TEXT_BYTES
 }
 
 /// Collects every field error instead of stopping at the first.
@@ -178,8 +188,8 @@ impl Fields {
             None | Some(Value::Null) => "is required",
             Some(Value::String(text)) if text.trim().is_empty() => "must not be empty",
             Some(Value::String(text)) if text.contains('\0') => "must not contain NUL characters",
-            Some(Value::String(text)) if text.chars().count() > MAX_TEXT_CHARS => {
-                "must be at most 1024 characters"
+            Some(Value::String(text)) if text.len() > MAX_TEXT_BYTES => {
+                "must be at most 1024 bytes (UTF-8)"
             }
             Some(Value::String(text)) => return Some(text.clone()),
             Some(_) => "must be a string",
@@ -375,6 +385,22 @@ mod tests {
         let from_header = Delivery::parse(&payload, b"", Some("msg_header")).unwrap();
         assert_eq!(from_payload.event_id, "evt_payload");
         assert_eq!(from_header.event_id, "msg_header");
+        assert!(!from_payload.derived_id && !from_header.derived_id);
+        assert!(Delivery::parse(&seed(), b"", None).unwrap().derived_id);
+    }
+
+    #[test]
+    fn text_limits_count_bytes_and_cover_the_webhook_id() {
+        let mut payload = seed();
+        // 400 characters, 1,200 bytes.
+        payload["data"]["order_id"] = json!("€".repeat(400));
+        assert_eq!(fields_of(payload), ["data.order_id"]);
+        let long_id = "€".repeat(400);
+        let errors = Delivery::parse(&seed(), b"", Some(&long_id)).unwrap_err();
+        assert_eq!(errors[0].field, "webhook-id");
+        let mut fits = seed();
+        fits["data"]["order_id"] = json!("€".repeat(341));
+        assert!(Delivery::parse(&fits, b"", Some(&"x".repeat(1024))).is_ok());
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Probes: `/healthz` says the process serves, `/readyz` that its database answers too.
+//! Probes: `/healthz` says the process serves, `/readyz` that it can commit a webhook now
+//! (the database answers and the writer is not stuck).
 
 use actix_web::{web, HttpResponse};
 use serde_json::json;
@@ -11,6 +12,6 @@ pub async fn alive() -> HttpResponse {
 }
 
 pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    state.store.ping().await?;
+    state.store.ready().await?;
     Ok(HttpResponse::Ok().json(json!({"status": "ready"})))
 }

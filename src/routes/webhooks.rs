@@ -52,7 +52,12 @@ async fn accept(
     state: &AppState,
 ) -> Result<Receipt, ApiError> {
     require_json(request)?;
-    let body = read_body(request, payload, state.max_body_bytes).await?;
+    let body = tokio::time::timeout(
+        state.request_timeout,
+        read_body(request, payload, state.max_body_bytes),
+    )
+    .await
+    .map_err(|_| ApiError::RequestTimeout)??;
     let headers: Vec<(&str, &[u8])> = request
         .headers()
         .iter()

@@ -4,9 +4,16 @@
 //! sent only after the commit that contains it. Under load this turns many small durable
 //! commits into few large ones, which is where a database spends its time; with a single
 //! sender a batch is one delivery and costs what a plain transaction costs.
+//!
+//! The writer is the one path to the database for every webhook, so it must not fail quietly:
+//! each commit has a deadline, a panic fails only its batch, and readiness probes go through
+//! the same queue and commit, so `/readyz` says whether the writer can commit now.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
 
+use futures_util::FutureExt;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Applied, StoreError};
@@ -19,6 +26,9 @@ const MAX_BATCH: usize = 256;
 /// A batch that lost a race for an event id to another instance is applied again, and then
 /// sees the winner's row; more than a few losses in a row would mean something else is wrong.
 const RACE_RETRIES: usize = 3;
+/// Longest a batch may take, lock waits included; past it the batch is answered 503 (nothing
+/// was committed, so the senders' retries are safe) and the writer moves on.
+pub(super) const COMMIT_DEADLINE: Duration = Duration::from_secs(5);
 
 /// A database that applies a batch of deliveries, in order, in one transaction.
 pub(super) trait Commit: Send + Sync + 'static {
@@ -28,9 +38,15 @@ pub(super) trait Commit: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<Applied>, StoreError>> + Send;
 }
 
-struct Job {
-    delivery: Delivery,
-    reply: oneshot::Sender<Result<Applied, StoreError>>,
+enum Job {
+    Apply {
+        delivery: Box<Delivery>,
+        reply: oneshot::Sender<Result<Applied, StoreError>>,
+    },
+    /// Commits (an empty batch, or the batch it joins) and says whether that worked.
+    Probe {
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
 }
 
 #[derive(Clone)]
@@ -48,28 +64,62 @@ impl Batcher {
 
     pub async fn apply(&self, delivery: Delivery) -> Result<Applied, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.queue
-            .try_send(Job { delivery, reply })
-            .map_err(|error| {
-                StoreError::unavailable(match error {
-                    mpsc::error::TrySendError::Full(_) => sqlx::Error::PoolTimedOut,
-                    mpsc::error::TrySendError::Closed(_) => sqlx::Error::PoolClosed,
-                })
-            })?;
+        self.send(Job::Apply {
+            delivery: Box::new(delivery),
+            reply,
+        })?;
         answer
             .await
             .unwrap_or_else(|_| Err(StoreError::unavailable(sqlx::Error::WorkerCrashed)))
     }
+
+    /// Whether the writer commits now: a transaction through the same queue as the webhooks.
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Job::Probe { reply })?;
+        answer
+            .await
+            .unwrap_or_else(|_| Err(StoreError::unavailable(sqlx::Error::WorkerCrashed)))
+    }
+
+    fn send(&self, job: Job) -> Result<(), StoreError> {
+        self.queue.try_send(job).map_err(|error| {
+            StoreError::unavailable(match error {
+                mpsc::error::TrySendError::Full(_) => sqlx::Error::PoolTimedOut,
+                mpsc::error::TrySendError::Closed(_) => sqlx::Error::PoolClosed,
+            })
+        })
+    }
 }
 
-/// Commits, again while another instance won a race for one of the batch's event ids.
+/// Commits within the deadline, again while another instance won a race for one of the
+/// batch's event ids. A panic inside fails this batch only.
 async fn commit(
     writer: &impl Commit,
     deliveries: &[&Delivery],
 ) -> Result<Vec<Applied>, StoreError> {
     let mut tries = 0;
     loop {
-        match writer.commit(deliveries).await {
+        let attempt = AssertUnwindSafe(writer.commit(deliveries)).catch_unwind();
+        let result = match tokio::time::timeout(COMMIT_DEADLINE, attempt).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => {
+                tracing::error!("a batch commit panicked; its deliveries are answered 500");
+                Err(StoreError::Internal(std::sync::Arc::new(
+                    sqlx::Error::WorkerCrashed,
+                )))
+            }
+            Err(_) => {
+                tracing::error!(
+                    deadline_secs = COMMIT_DEADLINE.as_secs(),
+                    "a batch did not commit in time; its deliveries are answered 503"
+                );
+                Err(StoreError::unavailable(sqlx::Error::Io(
+                    std::io::ErrorKind::TimedOut.into(),
+                )))
+            }
+        };
+        match result {
             Err(error) if error.is_lost_race() && tries < RACE_RETRIES => tries += 1,
             result => return result,
         }
@@ -79,13 +129,21 @@ async fn commit(
 async fn write_batches(writer: impl Commit, mut jobs: mpsc::Receiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let deliveries: Vec<&Delivery> = batch.iter().map(|job| &job.delivery).collect();
-        let answers = match commit(&writer, &deliveries).await {
+        let deliveries: Vec<&Delivery> = batch
+            .iter()
+            .filter_map(|job| match job {
+                Job::Apply { delivery, .. } => Some(&**delivery),
+                Job::Probe { .. } => None,
+            })
+            .collect();
+        let result = commit(&writer, &deliveries).await;
+        let probed = result.as_ref().map(|_| ()).map_err(Clone::clone);
+        let mut answers = match result {
             Ok(answers) => answers.into_iter().map(Ok).collect(),
             // One bad delivery must not fail its neighbours: retry each on its own. Not when
             // the database is unavailable; that would only multiply the wait.
-            Err(StoreError::Internal(_)) if batch.len() > 1 => {
-                let mut answers = Vec::with_capacity(batch.len());
+            Err(StoreError::Internal(_) | StoreError::Refused(_)) if deliveries.len() > 1 => {
+                let mut answers = Vec::with_capacity(deliveries.len());
                 for delivery in &deliveries {
                     answers.push(
                         commit(&writer, &[delivery])
@@ -95,11 +153,68 @@ async fn write_batches(writer: impl Commit, mut jobs: mpsc::Receiver<Job>) {
                 }
                 answers
             }
-            Err(error) => vec![Err(error); batch.len()],
-        };
-        for (job, answer) in batch.drain(..).zip(answers) {
-            // The sender may have hung up; the commit stands and a redelivery is a duplicate.
-            let _ = job.reply.send(answer);
+            Err(error) => vec![Err(error); deliveries.len()],
         }
+        .into_iter();
+        for job in batch.drain(..) {
+            // The sender may have hung up; the commit stands and a redelivery is a duplicate.
+            match job {
+                Job::Apply { reply, .. } => {
+                    let _ = reply.send(answers.next().expect("one answer per delivery"));
+                }
+                Job::Probe { reply } => {
+                    let _ = reply.send(probed.clone());
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database whose commit panics for one order id and applies the rest.
+    struct PanicsOn(&'static str);
+
+    impl Commit for PanicsOn {
+        async fn commit(&self, deliveries: &[&Delivery]) -> Result<Vec<Applied>, StoreError> {
+            if deliveries
+                .iter()
+                .any(|delivery| delivery.event_id == self.0)
+            {
+                panic!("a bug in a commit");
+            }
+            Ok(deliveries
+                .iter()
+                .map(|_| Applied {
+                    outcome: crate::domain::Outcome::Ignored,
+                    shipment_id: None,
+                })
+                .collect())
+        }
+    }
+
+    fn delivery(event_id: &str) -> Delivery {
+        Delivery {
+            event_id: event_id.into(),
+            derived_id: false,
+            event: crate::domain::Event::Other {
+                event_type: "test".into(),
+                order_id: None,
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_commit_fails_its_delivery_and_the_writer_keeps_serving() {
+        let batcher = Batcher::spawn(PanicsOn("bad"));
+
+        let failed = batcher.apply(delivery("bad")).await;
+        let next = batcher.apply(delivery("good")).await;
+
+        assert!(matches!(failed, Err(StoreError::Internal(_))));
+        assert!(next.is_ok());
+        assert!(batcher.probe().await.is_ok());
     }
 }

@@ -39,12 +39,27 @@ pub struct Applied {
     pub shipment_id: Option<Uuid>,
 }
 
+/// Why the database could not be opened at start-up, in words that say what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("cannot reach PostgreSQL at {address}: {reason}")]
+    Unreachable { address: String, reason: String },
+    #[error("cannot open the SQLite database {path}: {reason}")]
+    SqliteFile { path: String, reason: String },
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The database cannot take the request now (down, restarting, locked, pool exhausted):
     /// nothing was recorded and the sender should retry.
     #[error("the database is unavailable")]
     Unavailable(#[source] Arc<sqlx::Error>),
+    /// The database refuses a value of the request itself (too long for an index, not valid
+    /// in its encoding): the same request would fail again, and it is the sender's to fix.
+    #[error("the database cannot store a value of this request")]
+    Refused(#[source] Arc<sqlx::Error>),
     #[error("the database failed")]
     Internal(#[source] Arc<sqlx::Error>),
 }
@@ -66,7 +81,7 @@ impl StoreError {
             StoreError::Internal(error) => error
                 .as_database_error()
                 .is_some_and(|error| error.is_unique_violation()),
-            StoreError::Unavailable(_) => false,
+            StoreError::Unavailable(_) | StoreError::Refused(_) => false,
         }
     }
 }
@@ -75,10 +90,28 @@ impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> StoreError {
         if is_transient(&error) {
             StoreError::Unavailable(Arc::new(error))
+        } else if is_refused_value(&error) {
+            StoreError::Refused(Arc::new(error))
         } else {
             StoreError::Internal(Arc::new(error))
         }
     }
+}
+
+/// Errors about a value the request carried. The limits of `domain` keep every known case
+/// from reaching the database; this is the net under them.
+fn is_refused_value(error: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = error else {
+        return false;
+    };
+    if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        // SQLITE_TOOBIG: a string or blob over the library's limit.
+        return db.code().as_deref() == Some("18");
+    }
+    // Class 22, data exception (a value too long or not valid); class 54, program limit
+    // exceeded (an index row too large).
+    let code = db.code().unwrap_or_default();
+    code.starts_with("22") || code.starts_with("54")
 }
 
 /// Errors after which the same request can succeed later. Classified here once.
@@ -96,14 +129,14 @@ fn is_transient(error: &sqlx::Error) -> bool {
             matches!(code & 0xff, 5 | 6 | 10 | 13 | 14)
         }
         Error::Database(db) => {
-            // Connection failures, resource limits, admin shutdown, lock timeouts, and the
-            // serialization failures PostgreSQL asks clients to retry.
+            // Connection failures, resource limits, statement timeouts, admin shutdown, lock
+            // timeouts, and the serialization failures PostgreSQL asks clients to retry.
             let code = db.code().unwrap_or_default();
             code.starts_with("08")
                 || code.starts_with("53")
                 || matches!(
                     &*code,
-                    "57P01" | "57P02" | "57P03" | "55P03" | "40001" | "40P01"
+                    "57014" | "57P01" | "57P02" | "57P03" | "55P03" | "40001" | "40P01"
                 )
         }
         _ => false,
@@ -153,7 +186,7 @@ macro_rules! on_pool {
 
 impl Store {
     /// Opens the pools; `max_connections` overrides the backend's default pool size.
-    pub async fn connect(url: &str, max_connections: Option<u32>) -> Result<Store, sqlx::Error> {
+    pub async fn connect(url: &str, max_connections: Option<u32>) -> Result<Store, ConnectError> {
         if url.starts_with("sqlite:") {
             Ok(Store::Sqlite(
                 sqlite::SqliteStore::connect(url, max_connections).await?,
@@ -170,7 +203,12 @@ impl Store {
     pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
         match self {
             Store::Sqlite(store) => sqlx::migrate!("migrations/sqlite").run(&store.writer).await,
-            Store::Postgres(store) => sqlx::migrate!("migrations/postgres").run(&store.pool).await,
+            Store::Postgres(store) => {
+                // A connection of its own: the pool's statements have a deadline that a
+                // migration of a large table may rightly exceed.
+                let mut conn = store.connect_unbounded().await?;
+                sqlx::migrate!("migrations/postgres").run(&mut conn).await
+            }
         }
     }
 
@@ -246,13 +284,12 @@ impl Store {
         paginate(rows, page.limit, |row| row.seq).try_map(EventRecord::try_from)
     }
 
-    /// Whether the database answers a trivial query now.
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        on_pool!(self, |pool| {
-            let mut conn = pool.acquire().await.map_err(StoreError::unavailable)?;
-            sqlx::query("SELECT 1").execute(&mut *conn).await?;
-        });
-        Ok(())
+    /// Whether a webhook could be committed now: a transaction through the writer's queue.
+    pub async fn ready(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(store) => store.batcher.probe().await,
+            Store::Postgres(store) => store.batcher.probe().await,
+        }
     }
 
     /// `(open, idle)` connections of the request-serving pool, for the metrics.

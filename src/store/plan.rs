@@ -13,8 +13,8 @@ use crate::domain::{Change, Delivery, Event, Fact, Folded, OrderLife, Outcome, S
 /// What a batch needs from the database, read after its orders are locked.
 #[derive(Debug, Default)]
 pub(super) struct Loaded {
-    /// The batch's event ids that are already recorded.
-    pub known: HashMap<String, KnownEvent>,
+    /// The batch's event ids that are already recorded, by id and whether it was derived.
+    pub known: HashMap<(String, bool), KnownEvent>,
     /// The recorded events of the batch's orders, with their outcomes.
     pub history: HashMap<String, Vec<(Outcome, Fact)>>,
     /// The shipments of the batch's orders.
@@ -43,6 +43,7 @@ pub(super) struct StoredShipment {
 #[derive(Debug)]
 pub(super) struct EventRow<'a> {
     pub event_id: &'a str,
+    pub derived_id: bool,
     pub event_type: &'a str,
     pub order_id: Option<&'a str>,
     pub outcome: Outcome,
@@ -110,7 +111,8 @@ pub(super) fn plan<'a>(deliveries: &[&'a Delivery], loaded: Loaded) -> Plan<'a> 
     let mut events = Vec::with_capacity(deliveries.len());
     let mut answers = Vec::with_capacity(deliveries.len());
     for delivery in deliveries {
-        if let Some(recorded) = known.get(&delivery.event_id) {
+        let key = (delivery.event_id.clone(), delivery.derived_id);
+        if let Some(recorded) = known.get(&key) {
             let current = recorded
                 .order_id
                 .as_deref()
@@ -129,6 +131,7 @@ pub(super) fn plan<'a>(deliveries: &[&'a Delivery], loaded: Loaded) -> Plan<'a> 
             } => (
                 EventRow {
                     event_id: &delivery.event_id,
+                    derived_id: delivery.derived_id,
                     event_type,
                     order_id: order_id.as_deref(),
                     outcome: Outcome::Ignored,
@@ -173,6 +176,7 @@ pub(super) fn plan<'a>(deliveries: &[&'a Delivery], loaded: Loaded) -> Plan<'a> 
                 (
                     EventRow {
                         event_id: &delivery.event_id,
+                        derived_id: delivery.derived_id,
                         event_type: event.change.event_type(),
                         order_id: Some(&event.order_id),
                         outcome: decision.outcome,
@@ -189,7 +193,7 @@ pub(super) fn plan<'a>(deliveries: &[&'a Delivery], loaded: Loaded) -> Plan<'a> 
             }
         };
         known.insert(
-            delivery.event_id.clone(),
+            key,
             KnownEvent {
                 outcome: row.outcome,
                 order_id: row.order_id.map(str::to_owned),
@@ -199,7 +203,7 @@ pub(super) fn plan<'a>(deliveries: &[&'a Delivery], loaded: Loaded) -> Plan<'a> 
         events.push(row);
         answers.push(answer);
     }
-    events.sort_by(|a, b| a.event_id.cmp(b.event_id));
+    events.sort_by(|a, b| (a.event_id, a.derived_id).cmp(&(b.event_id, b.derived_id)));
     let shipments = orders
         .into_iter()
         .filter(|(_, slot)| slot.changed)
@@ -229,6 +233,7 @@ mod tests {
     fn delivery(event_id: &str, order_id: &str, change: Change) -> Delivery {
         Delivery {
             event_id: event_id.into(),
+            derived_id: false,
             event: Event::Order(OrderEvent {
                 order_id: order_id.into(),
                 version: None,
@@ -281,7 +286,7 @@ mod tests {
         let shipment = Uuid::now_v7();
         let mut loaded = Loaded::default();
         loaded.known.insert(
-            "e1".into(),
+            ("e1".into(), false),
             KnownEvent {
                 outcome: Outcome::Processed,
                 order_id: Some("O-OTHER".into()),

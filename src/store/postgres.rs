@@ -8,13 +8,13 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::PgConnection;
+use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
-use super::batch::{Batcher, Commit};
+use super::batch::{Batcher, Commit, COMMIT_DEADLINE};
 use super::plan::{self, Loaded, Plan};
 use super::rows::{HistoryRow, KnownRow, StoredShipmentRow, HISTORY_COLUMNS, UPSERT_SHIPMENT};
-use super::{Applied, StoreError, ACQUIRE_TIMEOUT};
+use super::{Applied, ConnectError, StoreError, ACQUIRE_TIMEOUT};
 use crate::domain::Delivery;
 
 /// Enough to keep two cores busy with reads beside the writer; more only adds contention.
@@ -23,26 +23,64 @@ const DEFAULT_MAX_CONNECTIONS: u32 = 16;
 #[derive(Clone)]
 pub struct PgStore {
     pub(super) pool: PgPool,
-    batcher: Batcher,
+    pub(super) batcher: Batcher,
+    /// Without the pool's statement deadline, for migrations.
+    options: Box<PgConnectOptions>,
 }
 
 impl PgStore {
-    pub async fn connect(url: &str, max_connections: Option<u32>) -> Result<PgStore, sqlx::Error> {
+    pub async fn connect(url: &str, max_connections: Option<u32>) -> Result<PgStore, ConnectError> {
         let options = PgConnectOptions::from_str(url)?.application_name("shipping-service");
+        check_reachable(&options).await?;
+        // The server gives up on a statement (a lock wait included) when the writer would:
+        // nothing keeps a connection busy after its batch was answered 503.
+        let deadline = format!("{}ms", COMMIT_DEADLINE.as_millis());
+        let pooled = options
+            .clone()
+            .options([("statement_timeout", deadline.as_str())]);
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS))
             .acquire_timeout(ACQUIRE_TIMEOUT)
             // A ping per acquire would double the round trips of every event; a dead
             // connection shows up as a failed query instead, answered 503 and retried.
             .test_before_acquire(false)
-            .connect_with(options)
+            .connect_with(pooled)
             .await?;
         let batcher = Batcher::spawn(PgWriter(pool.clone()));
-        Ok(PgStore { pool, batcher })
+        Ok(PgStore {
+            pool,
+            batcher,
+            options: Box::new(options),
+        })
+    }
+
+    pub async fn connect_unbounded(&self) -> Result<PgConnection, sqlx::Error> {
+        PgConnection::connect_with(&self.options).await
     }
 
     pub async fn apply(&self, delivery: Delivery) -> Result<Applied, StoreError> {
         self.batcher.apply(delivery).await
+    }
+}
+
+/// One connection first, so that a server out of reach is reported as such (a pool would only
+/// say that it timed out waiting for a connection).
+async fn check_reachable(options: &PgConnectOptions) -> Result<(), ConnectError> {
+    let unreachable = |reason: String| ConnectError::Unreachable {
+        address: format!("{}:{}", options.get_host(), options.get_port()),
+        reason,
+    };
+    match tokio::time::timeout(ACQUIRE_TIMEOUT, PgConnection::connect_with(options)).await {
+        Err(_) => Err(unreachable(format!(
+            "no answer within {} s",
+            ACQUIRE_TIMEOUT.as_secs()
+        ))),
+        Ok(Err(sqlx::Error::Io(error))) => Err(unreachable(match error.kind() {
+            std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
+            _ => error.to_string(),
+        })),
+        Ok(Err(error)) => Err(error.into()),
+        Ok(Ok(conn)) => Ok(conn.close().await?),
     }
 }
 
@@ -51,7 +89,8 @@ struct PgWriter(PgPool);
 impl Commit for PgWriter {
     async fn commit(&self, deliveries: &[&Delivery]) -> Result<Vec<Applied>, StoreError> {
         let orders = plan::orders_of(deliveries);
-        let mut tx = self.0.begin().await?;
+        let mut conn = self.0.acquire().await.map_err(StoreError::unavailable)?;
+        let mut tx = conn.begin().await?;
         lock(&mut tx, &orders).await?;
         let loaded = load(&mut tx, &plan::event_ids_of(deliveries), &orders).await?;
         let plan = plan::plan(deliveries, loaded);
@@ -91,7 +130,7 @@ async fn load(
 ) -> Result<Loaded, StoreError> {
     let mut loaded = Loaded::default();
     let known: Vec<KnownRow> = sqlx::query_as(
-        "SELECT e.event_id, e.outcome, e.order_id, s.id AS shipment_id \
+        "SELECT e.event_id, e.derived_id, e.outcome, e.order_id, s.id AS shipment_id \
          FROM processed_events e LEFT JOIN shipments s ON s.order_id = e.order_id \
          WHERE e.event_id = ANY($1)",
     )
@@ -99,8 +138,8 @@ async fn load(
     .fetch_all(&mut *conn)
     .await?;
     for row in known {
-        let (id, event) = row.into_known()?;
-        loaded.known.insert(id, event);
+        let (key, event) = row.into_known()?;
+        loaded.known.insert(key, event);
     }
     if orders.is_empty() {
         return Ok(loaded);
@@ -142,6 +181,7 @@ async fn save(
     let mut events = EventColumns::default();
     for row in &plan.events {
         events.event_ids.push(row.event_id);
+        events.derived_ids.push(row.derived_id);
         events.event_types.push(row.event_type);
         events.order_ids.push(row.order_id);
         events.outcomes.push(row.outcome.as_str());
@@ -152,16 +192,18 @@ async fn save(
         events.occurred_ats.push(row.occurred_at);
     }
     sqlx::query(
-        "INSERT INTO processed_events (event_id, event_type, order_id, outcome, shipment_id, \
-                                       version, state, reason, occurred_at, received_at) \
-         SELECT event_id, event_type, order_id, outcome, shipment_id, \
-                version, state::jsonb, reason, occurred_at, $10 \
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::uuid[], \
-                     $6::int8[], $7::text[], $8::text[], $9::timestamptz[]) \
-              AS e(event_id, event_type, order_id, outcome, shipment_id, \
+        "INSERT INTO processed_events (event_id, derived_id, event_type, order_id, outcome, \
+                                       shipment_id, version, state, reason, occurred_at, \
+                                       received_at) \
+         SELECT event_id, derived_id, event_type, order_id, outcome, shipment_id, \
+                version, state::jsonb, reason, occurred_at, $11 \
+         FROM unnest($1::text[], $2::bool[], $3::text[], $4::text[], $5::text[], $6::uuid[], \
+                     $7::int8[], $8::text[], $9::text[], $10::timestamptz[]) \
+              AS e(event_id, derived_id, event_type, order_id, outcome, shipment_id, \
                    version, state, reason, occurred_at)",
     )
     .bind(events.event_ids)
+    .bind(events.derived_ids)
     .bind(events.event_types)
     .bind(events.order_ids)
     .bind(events.outcomes)
@@ -231,6 +273,7 @@ async fn save(
 #[derive(Default)]
 struct EventColumns<'a> {
     event_ids: Vec<&'a str>,
+    derived_ids: Vec<bool>,
     event_types: Vec<&'a str>,
     order_ids: Vec<Option<&'a str>>,
     outcomes: Vec<&'static str>,

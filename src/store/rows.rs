@@ -117,16 +117,17 @@ impl TryFrom<EventRecordRow> for EventRecord {
 /// An already recorded event id of a batch, with its order's shipment.
 #[derive(sqlx::FromRow)]
 pub(super) struct KnownRow {
-    pub event_id: String,
+    event_id: String,
+    derived_id: bool,
     outcome: String,
     order_id: Option<String>,
     shipment_id: Option<Uuid>,
 }
 
 impl KnownRow {
-    pub fn into_known(self) -> Result<(String, KnownEvent), StoreError> {
+    pub fn into_known(self) -> Result<((String, bool), KnownEvent), StoreError> {
         Ok((
-            self.event_id,
+            (self.event_id, self.derived_id),
             KnownEvent {
                 outcome: outcome(&self.outcome)?,
                 order_id: self.order_id,

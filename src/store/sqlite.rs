@@ -16,7 +16,7 @@ use sqlx::{Connection, SqliteConnection};
 use super::batch::{Batcher, Commit};
 use super::plan::{self, Loaded, Plan};
 use super::rows::{HistoryRow, KnownRow, StoredShipmentRow, HISTORY_COLUMNS, UPSERT_SHIPMENT};
-use super::{Applied, StoreError, ACQUIRE_TIMEOUT};
+use super::{Applied, ConnectError, StoreError, ACQUIRE_TIMEOUT};
 use crate::domain::Delivery;
 
 const DEFAULT_READERS: u32 = 4;
@@ -27,32 +27,36 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct SqliteStore {
     pub(super) readers: SqlitePool,
     pub(super) writer: SqlitePool,
-    batcher: Batcher,
+    pub(super) batcher: Batcher,
 }
 
 impl SqliteStore {
     pub async fn connect(
         url: &str,
         max_connections: Option<u32>,
-    ) -> Result<SqliteStore, sqlx::Error> {
+    ) -> Result<SqliteStore, ConnectError> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             // FULL: a 2xx promises the event survives a power loss.
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(BUSY_TIMEOUT);
-        if let Some(folder) = options
-            .get_filename()
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-        {
-            std::fs::create_dir_all(folder).map_err(sqlx::Error::Io)?;
+        let path = options.get_filename().to_owned();
+        let cannot_open = |reason: String| ConnectError::SqliteFile {
+            path: path.display().to_string(),
+            reason,
+        };
+        if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(folder).map_err(|error| {
+                cannot_open(format!("cannot create {}: {error}", folder.display()))
+            })?;
         }
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options.clone())
-            .await?;
+            .await
+            .map_err(|error| cannot_open(crate::telemetry::error_chain(&error)))?;
         let readers = SqlitePoolOptions::new()
             .max_connections(max_connections.unwrap_or(DEFAULT_READERS))
             .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -106,7 +110,7 @@ async fn load(
 ) -> Result<Loaded, StoreError> {
     let mut loaded = Loaded::default();
     let known: Vec<KnownRow> = sqlx::query_as(
-        "SELECT e.event_id, e.outcome, e.order_id, s.id AS shipment_id \
+        "SELECT e.event_id, e.derived_id, e.outcome, e.order_id, s.id AS shipment_id \
          FROM processed_events e LEFT JOIN shipments s ON s.order_id = e.order_id \
          WHERE e.event_id IN (SELECT value FROM json_each($1))",
     )
@@ -114,8 +118,8 @@ async fn load(
     .fetch_all(&mut *conn)
     .await?;
     for row in known {
-        let (id, event) = row.into_known()?;
-        loaded.known.insert(id, event);
+        let (key, event) = row.into_known()?;
+        loaded.known.insert(key, event);
     }
     if orders.is_empty() {
         return Ok(loaded);
@@ -158,11 +162,13 @@ async fn save(
 ) -> Result<(), StoreError> {
     for row in &plan.events {
         sqlx::query(
-            "INSERT INTO processed_events (event_id, event_type, order_id, outcome, shipment_id, \
-                                           version, state, reason, occurred_at, received_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            "INSERT INTO processed_events (event_id, derived_id, event_type, order_id, outcome, \
+                                           shipment_id, version, state, reason, occurred_at, \
+                                           received_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(row.event_id)
+        .bind(row.derived_id)
         .bind(row.event_type)
         .bind(row.order_id)
         .bind(row.outcome.as_str())

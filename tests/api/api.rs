@@ -14,6 +14,7 @@ on_both_backends!(
     an_unknown_or_malformed_shipment_id_is_404,
     events_are_listed_newest_first,
     metrics_count_outcomes_and_latency,
+    invented_methods_and_paths_add_no_metric_series,
     a_wrong_method_is_405_naming_the_allowed_one,
 );
 
@@ -56,6 +57,15 @@ async fn the_api_requires_a_bearer_token(backend: Backend) {
             .unwrap();
         assert_problem(basic, 401).await;
         assert_eq!(app.get_api(&path).await.status(), 200);
+        // The scheme's name is case-insensitive (RFC 9110).
+        let lowercase = app
+            .client
+            .get(app.url(&path))
+            .header("Authorization", format!("bearer {}", crate::helpers::TOKEN))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(lowercase.status(), 200);
     }
 }
 
@@ -80,6 +90,7 @@ async fn paginate(app: &TestApp, path: &str, limit: usize) -> Vec<Value> {
         let batch = page["items"].as_array().unwrap();
         assert!(batch.len() <= limit);
         items.extend(batch.iter().cloned());
+        assert!(items.len() <= 10_000, "paging never ends");
         match page["next_cursor"].as_str() {
             Some(next) => cursor = Some(next.to_owned()),
             None => return items,
@@ -255,4 +266,48 @@ async fn a_wrong_method_is_405_naming_the_allowed_one(backend: Backend) {
         assert_eq!(response.headers()["allow"], allow);
         assert_problem(response, 405).await;
     }
+}
+
+async fn invented_methods_and_paths_add_no_metric_series(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let scrape = || async {
+        app.client
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let series = |text: &str| text.lines().filter(|l| !l.starts_with('#')).count();
+    // One request of each kind first, so that their series exist.
+    let method = reqwest::Method::from_bytes(b"FOO0").unwrap();
+    app.client
+        .request(method, app.url("/x0"))
+        .send()
+        .await
+        .unwrap();
+    let before = series(&scrape().await);
+
+    for n in 1..=20 {
+        let method = reqwest::Method::from_bytes(format!("FOO{n}").as_bytes()).unwrap();
+        let response = app
+            .client
+            .request(method, app.url(&format!("/x{n}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 404);
+    }
+
+    let after = scrape().await;
+    assert!(!after.contains("FOO"), "methods are not labels");
+    assert!(!after.contains("/x1"), "paths are not labels");
+    // Only the scrape's own series may have appeared.
+    assert!(
+        series(&after) <= before + 16,
+        "{before} -> {}",
+        series(&after)
+    );
 }

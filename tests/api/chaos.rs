@@ -15,14 +15,16 @@ use serde_json::{json, Value};
 use sqlx::Connection;
 
 use crate::helpers::{
-    hex_signature, lifecycle_event, order_event, spawn_app, test_env, Backend, ServiceProcess,
-    TestDb,
+    check_deadline, lifecycle_event, order_event, post_signed_to, spawn_app, test_env, Backend,
+    ServiceProcess, TestDb,
 };
 
 const ORDERS: usize = 1000;
 const SENDERS: usize = 16;
 /// Pause between a sender's attempts: pacing only, no verdict depends on it.
 const RETRY_PAUSE: Duration = Duration::from_millis(20);
+/// How long one delivery may keep failing before the test gives up on the service.
+const GIVE_UP_AFTER: Duration = Duration::from_secs(120);
 
 /// What the senders share: work, the live instances, and what they were told.
 #[derive(Default)]
@@ -63,7 +65,9 @@ async fn sender(run: Arc<Run>, client: reqwest::Client, seed: usize) {
         let Some(body) = run.queue.lock().unwrap().pop_front() else {
             return;
         };
+        let deadline = std::time::Instant::now() + GIVE_UP_AFTER;
         loop {
+            check_deadline(deadline, "a delivery to be acknowledged");
             attempt += 1;
             let address = {
                 let addresses = run.addresses.read().unwrap();
@@ -73,13 +77,7 @@ async fn sender(run: Arc<Run>, client: reqwest::Client, seed: usize) {
                 tokio::time::sleep(RETRY_PAUSE).await;
                 continue;
             };
-            let response = client
-                .post(format!("{address}/webhooks/order_events"))
-                .header("Content-Type", "application/json")
-                .header("X-Ecomm-Signature", hex_signature(&body))
-                .body(body.clone())
-                .send()
-                .await;
+            let response = post_signed_to(&client, &address, &body).await;
             if let Ok(response) = response {
                 let status = response.status().as_u16();
                 match status {
@@ -112,7 +110,9 @@ fn start_senders(run: &Arc<Run>) -> Vec<tokio::task::JoinHandle<()>> {
 }
 
 async fn wait_for_acknowledged(run: &Run, count: usize) {
+    let deadline = std::time::Instant::now() + GIVE_UP_AFTER;
     while run.acknowledged() < count && !run.queue.lock().unwrap().is_empty() {
+        check_deadline(deadline, "acknowledgements");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -324,7 +324,9 @@ async fn postgres_outage_under_load_gives_503s_then_recovers_with_every_order_on
         .await
         .unwrap();
         // Keep the database away until senders have seen it (no timing in the verdict).
+        let deadline = std::time::Instant::now() + GIVE_UP_AFTER;
         while run.unavailable.load(Ordering::Relaxed) < before + SENDERS {
+            check_deadline(deadline, "senders to see the outage");
             sqlx::query(&format!(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
             ))

@@ -1,19 +1,12 @@
 use serde_json::Value;
 
-use crate::helpers::{hex_signature, order_event, test_env, Backend, ServiceProcess, TestDb};
+use crate::helpers::{order_event, post_signed_to, test_env, Backend, ServiceProcess, TestDb};
 use crate::on_both_backends;
 
 on_both_backends!(a_shipment_survives_a_kill_and_its_redelivery_is_a_duplicate);
 
 async fn post(client: &reqwest::Client, address: &str, body: &[u8]) -> (u16, Value) {
-    let response = client
-        .post(format!("{address}/webhooks/order_events"))
-        .header("Content-Type", "application/json")
-        .header("X-Ecomm-Signature", hex_signature(body))
-        .body(body.to_vec())
-        .send()
-        .await
-        .unwrap();
+    let response = post_signed_to(client, address, body).await.unwrap();
     (response.status().as_u16(), response.json().await.unwrap())
 }
 

@@ -256,6 +256,30 @@ pub fn standard_headers(
     ]
 }
 
+/// POSTs `body` signed with the hex scheme to the service at `address` (`http://host:port`).
+pub async fn post_signed_to(
+    client: &reqwest::Client,
+    address: &str,
+    body: &[u8],
+) -> reqwest::Result<reqwest::Response> {
+    client
+        .post(format!("{address}/webhooks/order_events"))
+        .header("Content-Type", "application/json")
+        .header("X-Ecomm-Signature", hex_signature(body))
+        .body(body.to_vec())
+        .send()
+        .await
+}
+
+/// Panics once `deadline` has passed: every wait in a test is bounded, so a broken service
+/// fails the test instead of hanging it.
+pub fn check_deadline(deadline: std::time::Instant, waiting_for: &str) {
+    assert!(
+        std::time::Instant::now() < deadline,
+        "gave up waiting for {waiting_for}"
+    );
+}
+
 pub fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
@@ -287,9 +311,9 @@ impl TestApp {
 
     /// POSTs `body` signed with the hex scheme, as the seed's sender does.
     pub async fn post_signed(&self, body: &[u8]) -> reqwest::Response {
-        let signature = hex_signature(body);
-        self.post_webhook(body, &[("X-Ecomm-Signature".into(), signature)])
+        post_signed_to(&self.client, &self.address, body)
             .await
+            .expect("request sent")
     }
 
     pub async fn post_event(&self, event: &Value) -> reqwest::Response {

@@ -13,6 +13,7 @@ mod openapi;
 mod send;
 mod shutdown;
 mod signatures;
+mod slow_clients;
 mod unavailable;
 mod upgrade;
 mod webhooks;

@@ -1,6 +1,8 @@
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, order_event, spawn_app, Backend};
+use crate::helpers::{
+    assert_problem, now, order_event, spawn_app, standard_headers, Backend, WHSEC,
+};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -14,6 +16,8 @@ on_both_backends!(
     a_body_that_is_not_json_is_rejected,
     a_body_that_is_not_declared_json_is_rejected,
     a_body_over_the_limit_is_rejected,
+    long_multibyte_ids_are_refused_before_the_database,
+    a_senders_id_never_takes_the_id_derived_for_another_order,
 );
 
 async fn the_seed_event_creates_one_shipment(backend: Backend) {
@@ -209,4 +213,49 @@ async fn a_body_over_the_limit_is_rejected(backend: Backend) {
     assert_eq!(app.db.count_events().await, 0);
     // A body under the limit still goes through.
     assert_eq!(app.post_event(&order_event("ORD-7")).await.status(), 201);
+}
+
+/// 1,000 characters of four bytes each: under a character limit, over PostgreSQL's index row
+/// limit. Every indexed text is limited in bytes, before the database, on both backends.
+async fn long_multibyte_ids_are_refused_before_the_database(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let long = "\u{1D11E}".repeat(1000);
+    let mut long_order = order_event(&long);
+    long_order["id"] = json!("evt-long-order");
+    let mut long_id = order_event("ORD-LONG-ID");
+    long_id["id"] = json!(long);
+
+    for (event, field) in [(long_order, "data.order_id"), (long_id, "id")] {
+        let problem = assert_problem(app.post_event(&event).await, 422).await;
+        assert_eq!(problem["errors"][0]["field"], field);
+    }
+    let body = serde_json::to_vec(&order_event("ORD-LONG-HEADER")).unwrap();
+    let headers = standard_headers(WHSEC, &long, now(), &body);
+    let problem = assert_problem(app.post_webhook(body, &headers).await, 422).await;
+    assert_eq!(problem["errors"][0]["field"], "webhook-id");
+    assert_eq!(app.db.count_events().await, 0);
+
+    // Up to the limit, in bytes, is stored.
+    let mut longest = order_event(&"O".repeat(1024));
+    longest["id"] = json!("\u{1D11E}".repeat(256));
+    assert_eq!(app.post_event(&longest).await.status(), 201);
+}
+
+async fn a_senders_id_never_takes_the_id_derived_for_another_order(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut squatter = order_event("ORD-X");
+    squatter["id"] = json!("order.created:ORD-9");
+
+    let first: Value = app.post_event(&squatter).await.json().await.unwrap();
+    let response = app.post_event(&order_event("ORD-9")).await;
+
+    assert_eq!(first["event_id"], "order.created:ORD-9");
+    assert_eq!(response.status(), 201);
+    let own: Value = response.json().await.unwrap();
+    assert_eq!(own["event_id"], "order.created:ORD-9");
+    assert_ne!(own["shipment_id"], first["shipment_id"]);
+    assert_eq!(app.db.count_shipments().await, 2);
+    // Each is still recognised when redelivered.
+    let again: Value = app.post_event(&squatter).await.json().await.unwrap();
+    assert_eq!(again["shipment_id"], first["shipment_id"]);
 }
