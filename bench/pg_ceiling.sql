@@ -1,8 +1,8 @@
 -- PostgreSQL's own ceiling for the service's per-event work: record the event id, create the
 -- shipment, in one statement and one durable commit (pgbench -f; unique ids per transaction).
 WITH e AS (
-    INSERT INTO processed_events (event_id, event_type, order_id, outcome, shipment_id, received_at)
-    VALUES (gen_random_uuid()::text, 'order.created', gen_random_uuid()::text, 'processed', gen_random_uuid(), now())
+    INSERT INTO processed_events (event_id, derived_id, event_type, order_id, outcome, shipment_id, received_at)
+    VALUES (gen_random_uuid()::text, false, 'order.created', gen_random_uuid()::text, 'processed', gen_random_uuid(), now())
     ON CONFLICT DO NOTHING
     RETURNING event_id, order_id, shipment_id
 )

@@ -202,6 +202,10 @@ impl OrderLife {
         fold(&self.facts)
     }
 
+    pub fn operator_status(&self) -> Option<ShipmentStatus> {
+        self.operator_status
+    }
+
     /// Decides what `event`, new under `event_id`, does to the order, and records it.
     pub fn apply(&mut self, event_id: &str, event: &OrderEvent) -> Decision {
         let version = event.version.unwrap_or_else(|| match event.change {

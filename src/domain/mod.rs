@@ -7,4 +7,6 @@ pub mod shipment;
 
 pub use fold::{Decision, Fact, Folded, OrderLife, Outcome};
 pub use order_event::{Change, Delivery, Event, FieldError, OrderEvent};
-pub use shipment::{Address, Item, OrderState, Shipment, ShipmentStatus};
+pub use shipment::{
+    Address, Announcement, Item, OrderState, Shipment, ShipmentChange, ShipmentStatus,
+};

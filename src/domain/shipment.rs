@@ -103,6 +103,58 @@ pub struct Shipment {
     pub updated_at: DateTime<Utc>,
 }
 
+/// What kind of change an announcement reports (contract section 8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ShipmentChange {
+    #[serde(rename = "shipment.created")]
+    Created,
+    /// The order's data on it changed (or the operator's carrier or tracking number).
+    #[serde(rename = "shipment.updated")]
+    Updated,
+    #[serde(rename = "shipment.status_changed")]
+    StatusChanged,
+}
+
+impl ShipmentChange {
+    pub const ALL: [ShipmentChange; 3] = [
+        ShipmentChange::Created,
+        ShipmentChange::Updated,
+        ShipmentChange::StatusChanged,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShipmentChange::Created => "shipment.created",
+            ShipmentChange::Updated => "shipment.updated",
+            ShipmentChange::StatusChanged => "shipment.status_changed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<ShipmentChange> {
+        Self::ALL.into_iter().find(|change| change.as_str() == text)
+    }
+
+    /// The change from `before` (none: the shipment is new) to `after`.
+    pub fn between(before: Option<&Shipment>, after: &Shipment) -> ShipmentChange {
+        match before {
+            None => ShipmentChange::Created,
+            Some(before) if before.status != after.status => ShipmentChange::StatusChanged,
+            Some(_) => ShipmentChange::Updated,
+        }
+    }
+}
+
+/// The body of every outbound event: the shipment as `GET /shipments/{id}` serves it, after
+/// the change. `id` is the outbound event's own id, stable across retries.
+#[derive(Debug, Serialize)]
+pub struct Announcement<'a> {
+    pub id: Uuid,
+    #[serde(rename = "type")]
+    pub change: ShipmentChange,
+    pub timestamp: DateTime<Utc>,
+    pub data: &'a Shipment,
+}
+
 #[cfg(test)]
 mod tests {
     use super::ShipmentStatus::*;

@@ -1,6 +1,7 @@
 //! The middle of a batch, between loading and saving: routes each delivery to its order's
 //! [`OrderLife`] (the rules live there), answers redelivered ids from the record, and collects
-//! the rows to write. Pure, so both backends share it and it runs without a database.
+//! the rows to write: events, shipments, and one outbound event per change of a shipment.
+//! Pure, so both backends share it and it runs without a database.
 
 use std::collections::HashMap;
 
@@ -8,17 +9,21 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::Applied;
-use crate::domain::{Change, Delivery, Event, Fact, Folded, OrderLife, Outcome, ShipmentStatus};
+use crate::domain::{
+    Announcement, Change, Delivery, Event, Fact, OrderLife, Outcome, Shipment, ShipmentChange,
+    ShipmentStatus,
+};
 
 /// What a batch needs from the database, read after its orders are locked.
 #[derive(Debug, Default)]
 pub(super) struct Loaded {
-    /// The batch's event ids that are already recorded, by id and whether it was derived.
+    /// Recorded events by id and whether the id was derived: at least the batch's ids that
+    /// are already recorded.
     pub known: HashMap<(String, bool), KnownEvent>,
     /// The recorded events of the batch's orders, with their outcomes.
     pub history: HashMap<String, Vec<(Outcome, Fact)>>,
-    /// The shipments of the batch's orders.
-    pub shipments: HashMap<String, StoredShipment>,
+    /// The shipments of the batch's orders, with what an operator did to them.
+    pub shipments: HashMap<String, (Shipment, Option<ShipmentStatus>)>,
 }
 
 #[derive(Debug, Clone)]
@@ -27,16 +32,6 @@ pub(super) struct KnownEvent {
     pub order_id: Option<String>,
     /// The shipment of the event's order, if it has one now.
     pub shipment_id: Option<Uuid>,
-}
-
-/// The parts of a stored shipment that the fold does not decide.
-#[derive(Debug, Clone)]
-pub(super) struct StoredShipment {
-    pub id: Uuid,
-    pub revision: i64,
-    pub operator_status: Option<ShipmentStatus>,
-    pub source_event_id: String,
-    pub created_at: DateTime<Utc>,
 }
 
 /// A row for `processed_events`.
@@ -53,28 +48,50 @@ pub(super) struct EventRow<'a> {
     pub occurred_at: Option<DateTime<Utc>>,
 }
 
-/// A shipment to insert, or to update when its id exists.
+/// A row for `outbox_events`: one change of one shipment, as every subscriber will get it.
 #[derive(Debug)]
-pub(super) struct ShipmentWrite {
-    pub order_id: String,
-    pub stored: StoredShipment,
-    pub folded: Folded,
-    pub status: ShipmentStatus,
+pub(super) struct OutboxRow {
+    pub id: Uuid,
+    pub shipment_id: Uuid,
+    pub change: ShipmentChange,
+    pub body: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl OutboxRow {
+    /// The announcement of `after`, which `before` became.
+    pub fn announce(before: Option<&Shipment>, after: &Shipment, now: DateTime<Utc>) -> OutboxRow {
+        let announcement = Announcement {
+            id: Uuid::now_v7(),
+            change: ShipmentChange::between(before, after),
+            timestamp: now,
+            data: after,
+        };
+        OutboxRow {
+            id: announcement.id,
+            shipment_id: after.id,
+            change: announcement.change,
+            body: serde_json::to_string(&announcement).expect("plain data always serialises"),
+            created_at: now,
+        }
+    }
 }
 
 #[derive(Debug)]
 pub(super) struct Plan<'a> {
-    /// Sorted by event id: concurrent batches insert in one order and never deadlock.
+    /// Sorted by key: concurrent batches insert in one order and never deadlock.
     pub events: Vec<EventRow<'a>>,
-    pub shipments: Vec<ShipmentWrite>,
+    /// Each changed shipment in its final state: inserted, or updated when its id exists.
+    pub shipments: Vec<Shipment>,
+    /// In the order the changes happened.
+    pub outbox: Vec<OutboxRow>,
     /// One per delivery, in order.
     pub answers: Vec<Applied>,
 }
 
-#[derive(Default)]
 struct OrderSlot {
     life: OrderLife,
-    shipment: Option<StoredShipment>,
+    shipment: Option<Shipment>,
     changed: bool,
 }
 
@@ -101,7 +118,11 @@ pub(super) fn event_ids_of(deliveries: &[&Delivery]) -> Vec<String> {
 }
 
 /// Decides every delivery in order; a later delivery sees what the earlier ones did.
-pub(super) fn plan<'a>(deliveries: &[&'a Delivery], loaded: Loaded) -> Plan<'a> {
+pub(super) fn plan<'a>(
+    deliveries: &[&'a Delivery],
+    loaded: Loaded,
+    now: DateTime<Utc>,
+) -> Plan<'a> {
     let Loaded {
         mut known,
         mut history,
@@ -109,6 +130,7 @@ pub(super) fn plan<'a>(deliveries: &[&'a Delivery], loaded: Loaded) -> Plan<'a> 
     } = loaded;
     let mut orders: HashMap<&str, OrderSlot> = HashMap::new();
     let mut events = Vec::with_capacity(deliveries.len());
+    let mut outbox = Vec::new();
     let mut answers = Vec::with_capacity(deliveries.len());
     for delivery in deliveries {
         let key = (delivery.event_id.clone(), delivery.derived_id);
@@ -124,74 +146,61 @@ pub(super) fn plan<'a>(deliveries: &[&'a Delivery], loaded: Loaded) -> Plan<'a> 
             });
             continue;
         }
-        let (row, answer) = match &delivery.event {
+        let row = match &delivery.event {
             Event::Other {
                 event_type,
                 order_id,
-            } => (
-                EventRow {
-                    event_id: &delivery.event_id,
-                    derived_id: delivery.derived_id,
-                    event_type,
-                    order_id: order_id.as_deref(),
-                    outcome: Outcome::Ignored,
-                    shipment_id: None,
-                    version: None,
-                    change: None,
-                    occurred_at: None,
-                },
-                Applied {
-                    outcome: Outcome::Ignored,
-                    shipment_id: None,
-                },
-            ),
+            } => EventRow {
+                event_id: &delivery.event_id,
+                derived_id: delivery.derived_id,
+                event_type,
+                order_id: order_id.as_deref(),
+                outcome: Outcome::Ignored,
+                shipment_id: None,
+                version: None,
+                change: None,
+                occurred_at: None,
+            },
             Event::Order(event) => {
-                let slot = orders.entry(&event.order_id).or_insert_with(|| OrderSlot {
-                    life: OrderLife::new(
-                        history.remove(&event.order_id).unwrap_or_default(),
-                        shipments
-                            .get(&event.order_id)
-                            .and_then(|shipment| shipment.operator_status),
-                    ),
-                    shipment: shipments.remove(&event.order_id),
-                    changed: false,
+                let slot = orders.entry(&event.order_id).or_insert_with(|| {
+                    let (shipment, operator_status) = shipments
+                        .remove(&event.order_id)
+                        .map_or((None, None), |(shipment, operator)| {
+                            (Some(shipment), operator)
+                        });
+                    OrderSlot {
+                        life: OrderLife::new(
+                            history.remove(&event.order_id).unwrap_or_default(),
+                            operator_status,
+                        ),
+                        shipment,
+                        changed: false,
+                    }
                 });
                 let decision = slot.life.apply(&delivery.event_id, event);
                 if decision.outcome.changes_shipment() {
-                    match &mut slot.shipment {
-                        Some(shipment) => shipment.revision += 1,
-                        None => {
-                            slot.shipment = Some(StoredShipment {
-                                id: Uuid::now_v7(),
-                                revision: 1,
-                                operator_status: None,
-                                source_event_id: delivery.event_id.clone(),
-                                created_at: Utc::now(),
-                            })
-                        }
-                    }
+                    let after = next_shipment(slot, &event.order_id, &delivery.event_id, now);
+                    outbox.push(OutboxRow::announce(slot.shipment.as_ref(), &after, now));
+                    slot.shipment = Some(after);
                     slot.changed = true;
                 }
-                let shipment_id = slot.shipment.as_ref().map(|shipment| shipment.id);
-                (
-                    EventRow {
-                        event_id: &delivery.event_id,
-                        derived_id: delivery.derived_id,
-                        event_type: event.change.event_type(),
-                        order_id: Some(&event.order_id),
-                        outcome: decision.outcome,
-                        shipment_id,
-                        version: Some(decision.version),
-                        change: Some(&event.change),
-                        occurred_at: event.occurred_at,
-                    },
-                    Applied {
-                        outcome: decision.outcome,
-                        shipment_id,
-                    },
-                )
+                EventRow {
+                    event_id: &delivery.event_id,
+                    derived_id: delivery.derived_id,
+                    event_type: event.change.event_type(),
+                    order_id: Some(&event.order_id),
+                    outcome: decision.outcome,
+                    shipment_id: slot.shipment.as_ref().map(|shipment| shipment.id),
+                    version: Some(decision.version),
+                    change: Some(&event.change),
+                    occurred_at: event.occurred_at,
+                }
             }
         };
+        answers.push(Applied {
+            outcome: row.outcome,
+            shipment_id: row.shipment_id,
+        });
         known.insert(
             key,
             KnownEvent {
@@ -201,27 +210,46 @@ pub(super) fn plan<'a>(deliveries: &[&'a Delivery], loaded: Loaded) -> Plan<'a> 
             },
         );
         events.push(row);
-        answers.push(answer);
     }
     events.sort_by(|a, b| (a.event_id, a.derived_id).cmp(&(b.event_id, b.derived_id)));
     let shipments = orders
-        .into_iter()
-        .filter(|(_, slot)| slot.changed)
-        .filter_map(|(order_id, slot)| {
-            let folded = slot.life.shipment()?;
-            let stored = slot.shipment?;
-            Some(ShipmentWrite {
-                order_id: order_id.to_owned(),
-                status: ShipmentStatus::of(folded.status, stored.operator_status),
-                stored,
-                folded,
-            })
-        })
+        .into_values()
+        .filter(|slot| slot.changed)
+        .filter_map(|slot| slot.shipment)
         .collect();
     Plan {
         events,
         shipments,
+        outbox,
         answers,
+    }
+}
+
+/// The slot's shipment after its order's fold changed: what the fold decides, on top of what
+/// it does not (its id, when and by which event it was created, the operator's fields).
+fn next_shipment(slot: &OrderSlot, order_id: &str, event_id: &str, now: DateTime<Utc>) -> Shipment {
+    let folded = slot
+        .life
+        .shipment()
+        .expect("an event that changes the shipment leaves one");
+    let before = slot.shipment.as_ref();
+    let operator_status = slot.life.operator_status();
+    Shipment {
+        id: before.map_or_else(Uuid::now_v7, |shipment| shipment.id),
+        order_id: order_id.to_owned(),
+        customer_id: folded.state.customer_id,
+        items: folded.state.items,
+        shipping_address: folded.state.shipping_address,
+        status: ShipmentStatus::of(folded.status, operator_status),
+        version: folded.version,
+        revision: before.map_or(1, |shipment| shipment.revision + 1),
+        cancel_reason: folded.cancel_reason,
+        carrier: before.and_then(|shipment| shipment.carrier.clone()),
+        tracking_number: before.and_then(|shipment| shipment.tracking_number.clone()),
+        source_event_id: before.map_or_else(|| event_id.to_owned(), |s| s.source_event_id.clone()),
+        ordered_at: folded.ordered_at,
+        created_at: before.map_or(now, |shipment| shipment.created_at),
+        updated_at: now,
     }
 }
 
@@ -262,7 +290,7 @@ mod tests {
     fn twins_in_one_batch_get_one_shipment_and_one_row() {
         let first = delivery("e1", "O1", created());
         let twin = first.clone();
-        let plan = plan(&[&first, &twin], Loaded::default());
+        let plan = plan(&[&first, &twin], Loaded::default(), Utc::now());
         assert_eq!(plan.answers[0].outcome, Outcome::Processed);
         assert_eq!(plan.answers[1].outcome, Outcome::Duplicate);
         assert_eq!(plan.answers[1].shipment_id, plan.answers[0].shipment_id);
@@ -274,11 +302,27 @@ mod tests {
     fn a_creation_then_a_change_in_one_batch_is_one_write_at_revision_two() {
         let create = delivery("e1", "O1", created());
         let cancel = delivery("e2", "O1", Change::Cancelled { reason: None });
-        let plan = plan(&[&create, &cancel], Loaded::default());
+        let plan = plan(&[&create, &cancel], Loaded::default(), Utc::now());
         assert_eq!(plan.shipments.len(), 1);
-        assert_eq!(plan.shipments[0].stored.revision, 2);
+        assert_eq!(plan.shipments[0].revision, 2);
         assert_eq!(plan.shipments[0].status, ShipmentStatus::Cancelled);
         assert_eq!(plan.answers[1].outcome, Outcome::Updated);
+        // Each change is announced on its own, with its own revision.
+        let announced: Vec<(ShipmentChange, i64)> = plan
+            .outbox
+            .iter()
+            .map(|row| {
+                let body: serde_json::Value = serde_json::from_str(&row.body).unwrap();
+                (row.change, body["data"]["revision"].as_i64().unwrap())
+            })
+            .collect();
+        assert_eq!(
+            announced,
+            [
+                (ShipmentChange::Created, 1),
+                (ShipmentChange::StatusChanged, 2)
+            ]
+        );
     }
 
     #[test]
@@ -294,7 +338,7 @@ mod tests {
             },
         );
         let reused = delivery("e1", "O1", created());
-        let plan = plan(&[&reused], loaded);
+        let plan = plan(&[&reused], loaded, Utc::now());
         assert_eq!(
             plan.answers,
             [Applied {
@@ -302,6 +346,6 @@ mod tests {
                 shipment_id: Some(shipment)
             }]
         );
-        assert!(plan.events.is_empty() && plan.shipments.is_empty());
+        assert!(plan.events.is_empty() && plan.shipments.is_empty() && plan.outbox.is_empty());
     }
 }

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::batch::{Batcher, Commit, COMMIT_DEADLINE};
 use super::plan::{self, Loaded, Plan};
-use super::rows::{HistoryRow, KnownRow, StoredShipmentRow, HISTORY_COLUMNS, UPSERT_SHIPMENT};
+use super::rows::{load_sql, LoadRow, UPSERT_SHIPMENT};
 use super::{Applied, ConnectError, StoreError, ACQUIRE_TIMEOUT};
 use crate::domain::Delivery;
 
@@ -33,11 +33,17 @@ impl PgStore {
         let options = PgConnectOptions::from_str(url)?.application_name("shipping-service");
         check_reachable(&options).await?;
         // The server gives up on a statement (a lock wait included) when the writer would:
-        // nothing keeps a connection busy after its batch was answered 503.
+        // nothing keeps a connection busy after its batch was answered 503. And every query
+        // of the service reads rows by key or pages along an index: until autovacuum has
+        // analysed the tables, the planner guesses hundreds of rows per key and picks
+        // (parallel) scans of whole tables (seen: 3x slower at 64 senders), so it is told
+        // not to.
         let deadline = format!("{}ms", COMMIT_DEADLINE.as_millis());
-        let pooled = options
-            .clone()
-            .options([("statement_timeout", deadline.as_str())]);
+        let pooled = options.clone().options([
+            ("statement_timeout", deadline.as_str()),
+            ("enable_seqscan", "off"),
+            ("max_parallel_workers_per_gather", "0"),
+        ]);
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS))
             .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -90,23 +96,25 @@ impl Commit for PgWriter {
     async fn commit(&self, deliveries: &[&Delivery]) -> Result<Vec<Applied>, StoreError> {
         let orders = plan::orders_of(deliveries);
         let mut conn = self.0.acquire().await.map_err(StoreError::unavailable)?;
-        let mut tx = conn.begin().await?;
-        lock(&mut tx, &orders).await?;
-        let loaded = load(&mut tx, &plan::event_ids_of(deliveries), &orders).await?;
-        let plan = plan::plan(deliveries, loaded);
-        save(&mut tx, &plan, Utc::now()).await?;
+        let mut tx = conn.begin_with(begin_and_lock(&orders)).await?;
+        let rows: Vec<LoadRow> = sqlx::query_as(&load_sql("= ANY($1)", "= ANY($2)"))
+            .bind(&orders)
+            .bind(plan::event_ids_of(deliveries))
+            .fetch_all(&mut *tx)
+            .await?;
+        let now = Utc::now();
+        let plan = plan::plan(deliveries, Loaded::from_rows(rows)?, now);
+        save(&mut tx, &plan, now).await?;
         tx.commit().await?;
         Ok(plan.answers)
     }
 }
 
-/// One advisory lock per order, taken in ascending key order so two batches never deadlock.
-/// The key is a hash of the order id computed here, the same in every instance; two orders
-/// sharing a key only wait for each other.
-async fn lock(conn: &mut PgConnection, orders: &[String]) -> Result<(), StoreError> {
-    if orders.is_empty() {
-        return Ok(());
-    }
+/// `BEGIN` and one advisory lock per order, in one round trip. The locks are taken in
+/// ascending key order, so two batches never deadlock; the key is a hash of the order id
+/// computed here, the same in every instance (two orders sharing one only wait for each
+/// other). Only integers are written into the statement.
+pub(super) fn begin_and_lock(orders: &[String]) -> String {
     let mut keys: Vec<i64> = orders
         .iter()
         .map(|order| {
@@ -116,63 +124,18 @@ async fn lock(conn: &mut PgConnection, orders: &[String]) -> Result<(), StoreErr
         .collect();
     keys.sort_unstable();
     keys.dedup();
-    sqlx::query("SELECT pg_advisory_xact_lock(key) FROM unnest($1::int8[]) AS key")
-        .bind(keys)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
+    let mut sql = String::from("BEGIN");
+    if !keys.is_empty() {
+        let list: Vec<String> = keys.iter().map(i64::to_string).collect();
+        sql.push_str(&format!(
+            "; SELECT pg_advisory_xact_lock(key) FROM unnest('{{{}}}'::int8[]) AS key",
+            list.join(",")
+        ));
+    }
+    sql
 }
 
-async fn load(
-    conn: &mut PgConnection,
-    event_ids: &[String],
-    orders: &[String],
-) -> Result<Loaded, StoreError> {
-    let mut loaded = Loaded::default();
-    let known: Vec<KnownRow> = sqlx::query_as(
-        "SELECT e.event_id, e.derived_id, e.outcome, e.order_id, s.id AS shipment_id \
-         FROM processed_events e LEFT JOIN shipments s ON s.order_id = e.order_id \
-         WHERE e.event_id = ANY($1)",
-    )
-    .bind(event_ids)
-    .fetch_all(&mut *conn)
-    .await?;
-    for row in known {
-        let (key, event) = row.into_known()?;
-        loaded.known.insert(key, event);
-    }
-    if orders.is_empty() {
-        return Ok(loaded);
-    }
-    let history: Vec<HistoryRow> = sqlx::query_as(&format!(
-        "SELECT {HISTORY_COLUMNS} FROM processed_events WHERE order_id = ANY($1)"
-    ))
-    .bind(orders)
-    .fetch_all(&mut *conn)
-    .await?;
-    for row in history {
-        if let Some((order, outcome, fact)) = row.into_fact()? {
-            loaded
-                .history
-                .entry(order)
-                .or_default()
-                .push((outcome, fact));
-        }
-    }
-    let shipments: Vec<StoredShipmentRow> = sqlx::query_as(
-        "SELECT order_id, id, revision, operator_status, source_event_id, created_at \
-         FROM shipments WHERE order_id = ANY($1)",
-    )
-    .bind(orders)
-    .fetch_all(&mut *conn)
-    .await?;
-    for row in shipments {
-        let (order, shipment) = row.into_stored()?;
-        loaded.shipments.insert(order, shipment);
-    }
-    Ok(loaded)
-}
-
+/// Every row of the batch in one statement: its events, its shipments, its outbound events.
 async fn save(
     conn: &mut PgConnection,
     plan: &Plan<'_>,
@@ -191,17 +154,62 @@ async fn save(
         events.reasons.push(row.reason());
         events.occurred_ats.push(row.occurred_at);
     }
-    sqlx::query(
-        "INSERT INTO processed_events (event_id, derived_id, event_type, order_id, outcome, \
-                                       shipment_id, version, state, reason, occurred_at, \
-                                       received_at) \
-         SELECT event_id, derived_id, event_type, order_id, outcome, shipment_id, \
-                version, state::jsonb, reason, occurred_at, $11 \
-         FROM unnest($1::text[], $2::bool[], $3::text[], $4::text[], $5::text[], $6::uuid[], \
-                     $7::int8[], $8::text[], $9::text[], $10::timestamptz[]) \
-              AS e(event_id, derived_id, event_type, order_id, outcome, shipment_id, \
-                   version, state, reason, occurred_at)",
-    )
+    let mut shipments = ShipmentColumns::default();
+    for shipment in &plan.shipments {
+        shipments.ids.push(shipment.id);
+        shipments.order_ids.push(&shipment.order_id);
+        shipments.customer_ids.push(&shipment.customer_id);
+        shipments.items.push(to_json(&shipment.items));
+        shipments
+            .addresses
+            .push(to_json(&shipment.shipping_address));
+        shipments.statuses.push(shipment.status.as_str());
+        shipments.versions.push(shipment.version);
+        shipments.revisions.push(shipment.revision);
+        shipments
+            .cancel_reasons
+            .push(shipment.cancel_reason.as_deref());
+        shipments.source_event_ids.push(&shipment.source_event_id);
+        shipments.ordered_ats.push(shipment.ordered_at);
+        shipments.created_ats.push(shipment.created_at);
+    }
+    let mut outbox = OutboxColumns::default();
+    for row in &plan.outbox {
+        outbox.ids.push(row.id);
+        outbox.shipment_ids.push(row.shipment_id);
+        outbox.types.push(row.change.as_str());
+        outbox.bodies.push(&row.body);
+    }
+    sqlx::query(&format!(
+        "WITH events AS ( \
+           INSERT INTO processed_events (event_id, derived_id, event_type, order_id, outcome, \
+                                         shipment_id, version, state, reason, occurred_at, \
+                                         received_at) \
+           SELECT event_id, derived_id, event_type, order_id, outcome, shipment_id, \
+                  version, state::jsonb, reason, occurred_at, $1 \
+           FROM unnest($2::text[], $3::bool[], $4::text[], $5::text[], $6::text[], $7::uuid[], \
+                       $8::int8[], $9::text[], $10::text[], $11::timestamptz[]) \
+                AS e(event_id, derived_id, event_type, order_id, outcome, shipment_id, \
+                     version, state, reason, occurred_at) \
+         ), changed AS ( \
+           INSERT INTO shipments (id, order_id, customer_id, items, shipping_address, status, \
+                                  version, revision, cancel_reason, source_event_id, ordered_at, \
+                                  created_at, updated_at) \
+           SELECT id, order_id, customer_id, items::jsonb, shipping_address::jsonb, status, \
+                  version, revision, cancel_reason, source_event_id, ordered_at, created_at, $1 \
+           FROM unnest($12::uuid[], $13::text[], $14::text[], $15::text[], $16::text[], \
+                       $17::text[], $18::int8[], $19::int8[], $20::text[], $21::text[], \
+                       $22::timestamptz[], $23::timestamptz[]) \
+                AS w(id, order_id, customer_id, items, shipping_address, status, version, \
+                     revision, cancel_reason, source_event_id, ordered_at, created_at) \
+           {UPSERT_SHIPMENT} \
+         ) \
+         INSERT INTO outbox_events (id, shipment_id, event_type, body, created_at) \
+         SELECT id, shipment_id, event_type, body, $1 \
+         FROM unnest($24::uuid[], $25::uuid[], $26::text[], $27::text[]) \
+              AS o(id, shipment_id, event_type, body)"
+    ))
+    .bind(now)
     .bind(events.event_ids)
     .bind(events.derived_ids)
     .bind(events.event_types)
@@ -212,46 +220,6 @@ async fn save(
     .bind(events.states)
     .bind(events.reasons)
     .bind(events.occurred_ats)
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
-    if plan.shipments.is_empty() {
-        return Ok(());
-    }
-    let mut shipments = ShipmentColumns::default();
-    for write in &plan.shipments {
-        shipments.ids.push(write.stored.id);
-        shipments.order_ids.push(&write.order_id);
-        shipments.customer_ids.push(&write.folded.state.customer_id);
-        shipments.items.push(to_json(&write.folded.state.items));
-        shipments
-            .addresses
-            .push(to_json(&write.folded.state.shipping_address));
-        shipments.statuses.push(write.status.as_str());
-        shipments.versions.push(write.folded.version);
-        shipments.revisions.push(write.stored.revision);
-        shipments
-            .cancel_reasons
-            .push(write.folded.cancel_reason.as_deref());
-        shipments
-            .source_event_ids
-            .push(&write.stored.source_event_id);
-        shipments.ordered_ats.push(write.folded.ordered_at);
-        shipments.created_ats.push(write.stored.created_at);
-    }
-    sqlx::query(&format!(
-        "INSERT INTO shipments (id, order_id, customer_id, items, shipping_address, status, \
-                                version, revision, cancel_reason, source_event_id, ordered_at, \
-                                created_at, updated_at) \
-         SELECT id, order_id, customer_id, items::jsonb, shipping_address::jsonb, status, \
-                version, revision, cancel_reason, source_event_id, ordered_at, created_at, $13 \
-         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
-                     $7::int8[], $8::int8[], $9::text[], $10::text[], $11::timestamptz[], \
-                     $12::timestamptz[]) \
-              AS w(id, order_id, customer_id, items, shipping_address, status, version, \
-                   revision, cancel_reason, source_event_id, ordered_at, created_at) \
-         {UPSERT_SHIPMENT}"
-    ))
     .bind(shipments.ids)
     .bind(shipments.order_ids)
     .bind(shipments.customer_ids)
@@ -264,10 +232,21 @@ async fn save(
     .bind(shipments.source_event_ids)
     .bind(shipments.ordered_ats)
     .bind(shipments.created_ats)
-    .bind(now)
+    .bind(outbox.ids)
+    .bind(outbox.shipment_ids)
+    .bind(outbox.types)
+    .bind(outbox.bodies)
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+#[derive(Default)]
+struct OutboxColumns<'a> {
+    ids: Vec<Uuid>,
+    shipment_ids: Vec<Uuid>,
+    types: Vec<&'static str>,
+    bodies: Vec<&'a str>,
 }
 
 #[derive(Default)]

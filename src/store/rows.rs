@@ -6,7 +6,7 @@ use serde::Serialize;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::plan::{EventRow, KnownEvent, StoredShipment};
+use super::plan::{EventRow, KnownEvent, Loaded};
 use super::StoreError;
 use crate::domain::order_event::{ORDER_CANCELLED, ORDER_CREATED, ORDER_UPDATED};
 use crate::domain::{Address, Change, Fact, Item, OrderState, Outcome, Shipment, ShipmentStatus};
@@ -17,10 +17,6 @@ pub(super) const SHIPMENT_COLUMNS: &str = "seq, id, order_id, customer_id, items
 
 pub(super) const EVENT_COLUMNS: &str =
     "seq, event_id, event_type, order_id, version, outcome, shipment_id, received_at";
-
-/// The columns of `processed_events` that the fold reads back.
-pub(super) const HISTORY_COLUMNS: &str =
-    "order_id, event_id, event_type, outcome, version, state, reason, occurred_at";
 
 /// What a change of an existing shipment rewrites: everything the fold decides.
 pub(super) const UPSERT_SHIPMENT: &str = "ON CONFLICT (id) DO UPDATE SET \
@@ -33,7 +29,7 @@ pub(super) const UPSERT_SHIPMENT: &str = "ON CONFLICT (id) DO UPDATE SET \
 #[derive(sqlx::FromRow)]
 pub(super) struct ShipmentRow {
     pub seq: i64,
-    id: Uuid,
+    pub id: Uuid,
     order_id: String,
     customer_id: String,
     items: Json<Vec<Item>>,
@@ -114,46 +110,120 @@ impl TryFrom<EventRecordRow> for EventRecord {
     }
 }
 
-/// An already recorded event id of a batch, with its order's shipment.
+/// What a batch reads, in one statement: every recorded event of the batch's orders and every
+/// recorded event with one of the batch's ids, each with its order's shipment.
+pub(super) fn load_sql(orders_param: &str, ids_param: &str) -> String {
+    format!(
+        "SELECT e.order_id, e.event_id, e.derived_id, e.event_type, e.outcome, e.version, \
+                e.state, e.reason, e.occurred_at, s.operator_status, {SHIPMENT_AS_LOADED} \
+         FROM processed_events e LEFT JOIN shipments s ON s.order_id = e.order_id \
+         WHERE e.order_id {orders_param} OR e.event_id {ids_param}"
+    )
+}
+
+const SHIPMENT_AS_LOADED: &str = "s.seq AS s_seq, s.id AS s_id, s.customer_id AS s_customer_id, \
+     s.items AS s_items, s.shipping_address AS s_shipping_address, s.status AS s_status, \
+     s.version AS s_version, s.revision AS s_revision, s.cancel_reason AS s_cancel_reason, \
+     s.carrier AS s_carrier, s.tracking_number AS s_tracking_number, \
+     s.source_event_id AS s_source_event_id, s.ordered_at AS s_ordered_at, \
+     s.created_at AS s_created_at, s.updated_at AS s_updated_at";
+
 #[derive(sqlx::FromRow)]
-pub(super) struct KnownRow {
+pub(super) struct LoadRow {
+    order_id: Option<String>,
     event_id: String,
     derived_id: bool,
-    outcome: String,
-    order_id: Option<String>,
-    shipment_id: Option<Uuid>,
-}
-
-impl KnownRow {
-    pub fn into_known(self) -> Result<((String, bool), KnownEvent), StoreError> {
-        Ok((
-            (self.event_id, self.derived_id),
-            KnownEvent {
-                outcome: outcome(&self.outcome)?,
-                order_id: self.order_id,
-                shipment_id: self.shipment_id,
-            },
-        ))
-    }
-}
-
-/// One recorded event of an order, as the fold reads it back.
-#[derive(sqlx::FromRow)]
-pub(super) struct HistoryRow {
-    order_id: String,
-    event_id: String,
     event_type: String,
     outcome: String,
     version: Option<i64>,
     state: Option<Json<OrderState>>,
     reason: Option<String>,
     occurred_at: Option<DateTime<Utc>>,
+    operator_status: Option<String>,
+    s_seq: Option<i64>,
+    s_id: Option<Uuid>,
+    s_customer_id: Option<String>,
+    s_items: Option<Json<Vec<Item>>>,
+    s_shipping_address: Option<Json<Address>>,
+    s_status: Option<String>,
+    s_version: Option<i64>,
+    s_revision: Option<i64>,
+    s_cancel_reason: Option<String>,
+    s_carrier: Option<String>,
+    s_tracking_number: Option<String>,
+    s_source_event_id: Option<String>,
+    s_ordered_at: Option<DateTime<Utc>>,
+    s_created_at: Option<DateTime<Utc>>,
+    s_updated_at: Option<DateTime<Utc>>,
 }
 
-impl HistoryRow {
+impl Loaded {
+    pub fn from_rows(rows: Vec<LoadRow>) -> Result<Loaded, StoreError> {
+        let mut loaded = Loaded::default();
+        for row in rows {
+            loaded.known.insert(
+                (row.event_id.clone(), row.derived_id),
+                KnownEvent {
+                    outcome: outcome(&row.outcome)?,
+                    order_id: row.order_id.clone(),
+                    shipment_id: row.s_id,
+                },
+            );
+            let Some(order_id) = row.order_id.clone() else {
+                continue;
+            };
+            if !loaded.shipments.contains_key(&order_id) {
+                if let Some(shipment) = row.shipment()? {
+                    let operator_status = row.operator_status.as_deref().map(status).transpose()?;
+                    loaded
+                        .shipments
+                        .insert(order_id.clone(), (shipment, operator_status));
+                }
+            }
+            if let Some((outcome, fact)) = row.into_fact()? {
+                loaded
+                    .history
+                    .entry(order_id)
+                    .or_default()
+                    .push((outcome, fact));
+            }
+        }
+        Ok(loaded)
+    }
+}
+
+impl LoadRow {
+    /// The event's order's shipment, when it has one.
+    fn shipment(&self) -> Result<Option<Shipment>, StoreError> {
+        let (Some(seq), Some(id)) = (self.s_seq, self.s_id) else {
+            return Ok(None);
+        };
+        let missing = || StoreError::corrupt(format!("shipment {id} lacks a column"));
+        ShipmentRow {
+            seq,
+            id,
+            order_id: self.order_id.clone().ok_or_else(missing)?,
+            customer_id: self.s_customer_id.clone().ok_or_else(missing)?,
+            items: self.s_items.clone().ok_or_else(missing)?,
+            shipping_address: self.s_shipping_address.clone().ok_or_else(missing)?,
+            status: self.s_status.clone().ok_or_else(missing)?,
+            version: self.s_version.ok_or_else(missing)?,
+            revision: self.s_revision.ok_or_else(missing)?,
+            cancel_reason: self.s_cancel_reason.clone(),
+            carrier: self.s_carrier.clone(),
+            tracking_number: self.s_tracking_number.clone(),
+            source_event_id: self.s_source_event_id.clone().ok_or_else(missing)?,
+            ordered_at: self.s_ordered_at.ok_or_else(missing)?,
+            created_at: self.s_created_at.ok_or_else(missing)?,
+            updated_at: self.s_updated_at.ok_or_else(missing)?,
+        }
+        .try_into()
+        .map(Some)
+    }
+
     /// The event as a fact of its order's history; `None` for an event that is not part of
     /// it (a duplicate, one that came too late, one of a type the service does not handle).
-    pub fn into_fact(self) -> Result<Option<(String, Outcome, Fact)>, StoreError> {
+    fn into_fact(self) -> Result<Option<(Outcome, Fact)>, StoreError> {
         let outcome = outcome(&self.outcome)?;
         if !outcome.joins_history() {
             return Ok(None);
@@ -173,32 +243,7 @@ impl HistoryRow {
             occurred_at: self.occurred_at,
             change,
         };
-        Ok(Some((self.order_id, outcome, fact)))
-    }
-}
-
-#[derive(sqlx::FromRow)]
-pub(super) struct StoredShipmentRow {
-    pub order_id: String,
-    id: Uuid,
-    revision: i64,
-    operator_status: Option<String>,
-    source_event_id: String,
-    created_at: DateTime<Utc>,
-}
-
-impl StoredShipmentRow {
-    pub fn into_stored(self) -> Result<(String, StoredShipment), StoreError> {
-        Ok((
-            self.order_id,
-            StoredShipment {
-                id: self.id,
-                revision: self.revision,
-                operator_status: self.operator_status.as_deref().map(status).transpose()?,
-                source_event_id: self.source_event_id,
-                created_at: self.created_at,
-            },
-        ))
+        Ok(Some((outcome, fact)))
     }
 }
 

@@ -15,7 +15,7 @@ use sqlx::{Connection, SqliteConnection};
 
 use super::batch::{Batcher, Commit};
 use super::plan::{self, Loaded, Plan};
-use super::rows::{HistoryRow, KnownRow, StoredShipmentRow, HISTORY_COLUMNS, UPSERT_SHIPMENT};
+use super::rows::{load_sql, LoadRow, UPSERT_SHIPMENT};
 use super::{Applied, ConnectError, StoreError, ACQUIRE_TIMEOUT};
 use crate::domain::Delivery;
 
@@ -87,122 +87,126 @@ impl Commit for SqliteWriter {
     async fn commit(&self, deliveries: &[&Delivery]) -> Result<Vec<Applied>, StoreError> {
         let mut conn = self.0.acquire().await.map_err(StoreError::unavailable)?;
         // IMMEDIATE takes the write lock up front: it is the lock on every order at once, and
-        // the history read below cannot change before the commit.
+        // what is read below cannot change before the commit.
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-        let loaded = load(
-            &mut tx,
-            &plan::event_ids_of(deliveries),
-            &plan::orders_of(deliveries),
-        )
+        let rows: Vec<LoadRow> = sqlx::query_as(&load_sql(
+            "IN (SELECT value FROM json_each($1))",
+            "IN (SELECT value FROM json_each($2))",
+        ))
+        .bind(Json(plan::orders_of(deliveries)))
+        .bind(Json(plan::event_ids_of(deliveries)))
+        .fetch_all(&mut *tx)
         .await?;
-        let plan = plan::plan(deliveries, loaded);
-        save(&mut tx, &plan, Utc::now()).await?;
+        let now = Utc::now();
+        let plan = plan::plan(deliveries, Loaded::from_rows(rows)?, now);
+        save(&mut tx, &plan, now).await?;
         tx.commit().await?;
         Ok(plan.answers)
     }
 }
 
-/// The same reads as PostgreSQL's, with a JSON array standing in for an array parameter.
-async fn load(
-    conn: &mut SqliteConnection,
-    event_ids: &[String],
-    orders: &[String],
-) -> Result<Loaded, StoreError> {
-    let mut loaded = Loaded::default();
-    let known: Vec<KnownRow> = sqlx::query_as(
-        "SELECT e.event_id, e.derived_id, e.outcome, e.order_id, s.id AS shipment_id \
-         FROM processed_events e LEFT JOIN shipments s ON s.order_id = e.order_id \
-         WHERE e.event_id IN (SELECT value FROM json_each($1))",
-    )
-    .bind(Json(event_ids))
-    .fetch_all(&mut *conn)
-    .await?;
-    for row in known {
-        let (key, event) = row.into_known()?;
-        loaded.known.insert(key, event);
-    }
-    if orders.is_empty() {
-        return Ok(loaded);
-    }
-    let history: Vec<HistoryRow> = sqlx::query_as(&format!(
-        "SELECT {HISTORY_COLUMNS} FROM processed_events \
-         WHERE order_id IN (SELECT value FROM json_each($1))"
-    ))
-    .bind(Json(orders))
-    .fetch_all(&mut *conn)
-    .await?;
-    for row in history {
-        if let Some((order, outcome, fact)) = row.into_fact()? {
-            loaded
-                .history
-                .entry(order)
-                .or_default()
-                .push((outcome, fact));
-        }
-    }
-    let shipments: Vec<StoredShipmentRow> = sqlx::query_as(
-        "SELECT order_id, id, revision, operator_status, source_event_id, created_at \
-         FROM shipments WHERE order_id IN (SELECT value FROM json_each($1))",
-    )
-    .bind(Json(orders))
-    .fetch_all(&mut *conn)
-    .await?;
-    for row in shipments {
-        let (order, shipment) = row.into_stored()?;
-        loaded.shipments.insert(order, shipment);
-    }
-    Ok(loaded)
-}
-
-/// One prepared statement per row: SQLite runs in this process, so a row costs no round trip.
+/// Three statements whatever the batch's size, one per table: each takes its rows as one JSON
+/// array, so a batch costs three hops to SQLite's worker thread instead of three per event.
 async fn save(
     conn: &mut SqliteConnection,
     plan: &Plan<'_>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    for row in &plan.events {
-        sqlx::query(
-            "INSERT INTO processed_events (event_id, derived_id, event_type, order_id, outcome, \
-                                           shipment_id, version, state, reason, occurred_at, \
-                                           received_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(row.event_id)
-        .bind(row.derived_id)
-        .bind(row.event_type)
-        .bind(row.order_id)
-        .bind(row.outcome.as_str())
-        .bind(row.shipment_id)
-        .bind(row.version)
-        .bind(row.state())
-        .bind(row.reason())
-        .bind(row.occurred_at)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
-    }
-    for write in &plan.shipments {
+    let received_at = timestamp(now);
+    let events: Vec<serde_json::Value> = plan
+        .events
+        .iter()
+        .map(|row| {
+            serde_json::json!([
+                row.event_id,
+                row.derived_id,
+                row.event_type,
+                row.order_id,
+                row.outcome.as_str(),
+                row.shipment_id.map(|id| id.simple().to_string()),
+                row.version,
+                row.state().map(|state| state.0),
+                row.reason(),
+                row.occurred_at.map(timestamp),
+                received_at,
+            ])
+        })
+        .collect();
+    sqlx::query(
+        "INSERT INTO processed_events (event_id, derived_id, event_type, order_id, outcome, \
+                                       shipment_id, version, state, reason, occurred_at, \
+                                       received_at) \
+         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, \
+                unhex(value ->> 5), value ->> 6, value ->> 7, value ->> 8, value ->> 9, \
+                value ->> 10 \
+         FROM json_each($1)",
+    )
+    .bind(Json(events))
+    .execute(&mut *conn)
+    .await?;
+    if !plan.shipments.is_empty() {
+        let shipments: Vec<serde_json::Value> = plan
+            .shipments
+            .iter()
+            .map(|shipment| {
+                serde_json::json!([
+                    shipment.id.simple().to_string(),
+                    shipment.order_id,
+                    shipment.customer_id,
+                    shipment.items,
+                    shipment.shipping_address,
+                    shipment.status.as_str(),
+                    shipment.version,
+                    shipment.revision,
+                    shipment.cancel_reason,
+                    shipment.source_event_id,
+                    timestamp(shipment.ordered_at),
+                    timestamp(shipment.created_at),
+                    timestamp(shipment.updated_at),
+                ])
+            })
+            .collect();
         sqlx::query(&format!(
             "INSERT INTO shipments (id, order_id, customer_id, items, shipping_address, status, \
                                     version, revision, cancel_reason, source_event_id, \
                                     ordered_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) {UPSERT_SHIPMENT}"
+             SELECT unhex(value ->> 0), value ->> 1, value ->> 2, value ->> 3, value ->> 4, \
+                    value ->> 5, value ->> 6, value ->> 7, value ->> 8, value ->> 9, \
+                    value ->> 10, value ->> 11, value ->> 12 \
+             FROM json_each($1) WHERE true {UPSERT_SHIPMENT}"
         ))
-        .bind(write.stored.id)
-        .bind(&write.order_id)
-        .bind(&write.folded.state.customer_id)
-        .bind(Json(&write.folded.state.items))
-        .bind(Json(&write.folded.state.shipping_address))
-        .bind(write.status.as_str())
-        .bind(write.folded.version)
-        .bind(write.stored.revision)
-        .bind(write.folded.cancel_reason.as_deref())
-        .bind(&write.stored.source_event_id)
-        .bind(write.folded.ordered_at)
-        .bind(write.stored.created_at)
-        .bind(now)
+        .bind(Json(shipments))
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !plan.outbox.is_empty() {
+        let outbox: Vec<serde_json::Value> = plan
+            .outbox
+            .iter()
+            .map(|row| {
+                serde_json::json!([
+                    row.id.simple().to_string(),
+                    row.shipment_id.simple().to_string(),
+                    row.change.as_str(),
+                    row.body,
+                    timestamp(row.created_at),
+                ])
+            })
+            .collect();
+        sqlx::query(
+            "INSERT INTO outbox_events (id, shipment_id, event_type, body, created_at) \
+             SELECT unhex(value ->> 0), unhex(value ->> 1), value ->> 2, value ->> 3, \
+                    value ->> 4 \
+             FROM json_each($1)",
+        )
+        .bind(Json(outbox))
         .execute(&mut *conn)
         .await?;
     }
     Ok(())
+}
+
+/// A time as sqlx writes one to SQLite, so that every stored time has one format.
+fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false)
 }
