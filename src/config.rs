@@ -24,6 +24,10 @@ pub struct Config {
     /// Open client connections this instance accepts at once; more wait in the backlog.
     pub max_connections: usize,
     pub database_max_connections: Option<u32>,
+    /// Whether this instance delivers outbound events (`DISPATCH=off`: API only).
+    pub dispatch: bool,
+    /// Retries of an outbound delivery before it is `failed`.
+    pub delivery_max_retries: u32,
     pub log_format: LogFormat,
 }
 
@@ -161,6 +165,13 @@ impl Config {
             return Err(invalid("DATABASE_MAX_CONNECTIONS", "must be at least 1"));
         }
 
+        let dispatch = match var("DISPATCH").as_deref() {
+            None | Some("on") => true,
+            Some("off") => false,
+            Some(_) => return Err(invalid("DISPATCH", "must be on or off")),
+        };
+        let delivery_max_retries = number(&var, "DELIVERY_MAX_RETRIES")?.unwrap_or(5);
+
         let log_format = match var("LOG_FORMAT").as_deref() {
             None if std::io::stdout().is_terminal() => LogFormat::Pretty,
             None => LogFormat::Json,
@@ -184,6 +195,8 @@ impl Config {
             max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
             database_max_connections: database_max_connections
                 .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+            dispatch,
+            delivery_max_retries: u32::try_from(delivery_max_retries).unwrap_or(u32::MAX),
             log_format,
         })
     }
@@ -238,6 +251,8 @@ mod tests {
         assert_eq!(config.request_timeout, Duration::from_secs(10));
         assert_eq!(config.keep_alive, Duration::from_secs(5));
         assert_eq!(config.max_connections, 1024);
+        assert!(config.dispatch);
+        assert_eq!(config.delivery_max_retries, 5);
     }
 
     #[test]
@@ -251,6 +266,8 @@ mod tests {
             ("MAX_BODY_BYTES", "-1"),
             ("REQUEST_TIMEOUT_SECS", "0"),
             ("MAX_CONNECTIONS", "none"),
+            ("DISPATCH", "maybe"),
+            ("DELIVERY_MAX_RETRIES", "-2"),
             ("WEBHOOK_SECRETS", "whsec_%%%"),
         ];
         for (variable, value) in cases {

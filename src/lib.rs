@@ -1,7 +1,9 @@
 pub mod config;
+pub mod dispatch;
 pub mod domain;
 pub mod metrics;
 pub mod problem;
+pub mod retry;
 pub mod routes;
 pub mod send;
 pub mod signature;

@@ -1,9 +1,13 @@
-//! Prometheus metrics: what the webhook endpoint decided, how long every route takes, and how
-//! busy the database pool is. Each instance keeps its own counters; Prometheus sums them.
+//! Prometheus metrics: what the webhook endpoint decided, how long every route takes, how busy
+//! the database pool is, and how the outbox's deliveries fare. Each instance keeps its own
+//! counters; Prometheus sums them.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
+
+use crate::store::DeliveryStats;
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -11,6 +15,10 @@ pub struct Metrics {
     webhook_outcomes: IntCounterVec,
     request_duration: HistogramVec,
     pool_connections: IntGaugeVec,
+    deliveries: IntCounterVec,
+    attempt_duration: Histogram,
+    pending_deliveries: IntGauge,
+    oldest_pending_seconds: Gauge,
 }
 
 impl Default for Metrics {
@@ -43,10 +51,42 @@ impl Default for Metrics {
             &["state"],
         )
         .expect("valid metric");
+        let deliveries = IntCounterVec::new(
+            Opts::new(
+                "deliveries_total",
+                "Outbound delivery attempts by what they decided: delivered, pending (to be retried), failed",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let attempt_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "delivery_attempt_duration_seconds",
+                "Latency of outbound delivery attempts",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+        )
+        .expect("valid metric");
+        let pending_deliveries = IntGauge::new(
+            "deliveries_pending",
+            "Outbound deliveries not yet delivered or failed",
+        )
+        .expect("valid metric");
+        let oldest_pending_seconds = Gauge::new(
+            "deliveries_oldest_pending_age_seconds",
+            "Age of the oldest pending outbound delivery (0 when none)",
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(webhook_outcomes.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_duration.clone()),
             Box::new(pool_connections.clone()),
+            Box::new(deliveries.clone()),
+            Box::new(attempt_duration.clone()),
+            Box::new(pending_deliveries.clone()),
+            Box::new(oldest_pending_seconds.clone()),
         ] {
             registry
                 .register(collector)
@@ -57,6 +97,10 @@ impl Default for Metrics {
             webhook_outcomes,
             request_duration,
             pool_connections,
+            deliveries,
+            attempt_duration,
+            pending_deliveries,
+            oldest_pending_seconds,
         }
     }
 }
@@ -72,8 +116,24 @@ impl Metrics {
             .observe(seconds);
     }
 
-    /// The text exposition, with the pool gauges read at scrape time.
-    pub fn render(&self, (open, idle): (u32, usize)) -> String {
+    pub fn delivery_outcome(&self, outcome: &'static str) {
+        self.deliveries.with_label_values(&[outcome]).inc();
+    }
+
+    pub fn delivery_attempt(&self, seconds: f64) {
+        self.attempt_duration.observe(seconds);
+    }
+
+    /// The text exposition, with the gauges read at scrape time.
+    pub fn render(&self, (open, idle): (u32, usize), outbox: Option<DeliveryStats>) -> String {
+        if let Some(outbox) = outbox {
+            self.pending_deliveries.set(outbox.pending);
+            self.oldest_pending_seconds.set(
+                outbox
+                    .oldest_pending_age
+                    .map_or(0.0, |age| age.as_secs_f64()),
+            );
+        }
         self.pool_connections
             .with_label_values(&["open"])
             .set(i64::from(open));

@@ -35,8 +35,15 @@ pub enum ApiError {
     Refused(#[source] StoreError),
     #[error("{0}")]
     BadQuery(String),
-    #[error("no such resource")]
-    NotFound,
+    /// Names what was not found: "no shipment with id …".
+    #[error("{0}")]
+    NotFound(String),
+    /// The request conflicts with the resource's state (an illegal move, names both).
+    #[error("{0}")]
+    Conflict(String),
+    /// `If-Match` names another revision than the current one.
+    #[error("{0}")]
+    PreconditionFailed(String),
     #[error("this resource only answers {allow}")]
     MethodNotAllowed { allow: &'static str },
     #[error("the database is unavailable; retry later")]
@@ -75,7 +82,9 @@ impl ApiError {
             ApiError::Invalid(_) => "invalid-event",
             ApiError::Refused(_) => "unstorable-event",
             ApiError::BadQuery(_) => "invalid-parameter",
-            ApiError::NotFound => "not-found",
+            ApiError::NotFound(_) => "not-found",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::PreconditionFailed(_) => "precondition-failed",
             ApiError::MethodNotAllowed { .. } => "method-not-allowed",
             ApiError::Unavailable(_) => "database-unavailable",
             ApiError::Internal(_) => "internal-error",
@@ -94,7 +103,9 @@ impl ApiError {
             ApiError::Invalid(_) => "Invalid event",
             ApiError::Refused(_) => "Invalid event",
             ApiError::BadQuery(_) => "Invalid parameter",
-            ApiError::NotFound => "Not found",
+            ApiError::NotFound(_) => "Not found",
+            ApiError::Conflict(_) => "Conflict",
+            ApiError::PreconditionFailed(_) => "Precondition failed",
             ApiError::MethodNotAllowed { .. } => "Method not allowed",
             ApiError::Unavailable(_) => "Service unavailable",
             ApiError::Internal(_) => "Internal server error",
@@ -124,7 +135,9 @@ impl ResponseError for ApiError {
             }
             ApiError::BadSignature(_) | ApiError::BadToken => StatusCode::UNAUTHORIZED,
             ApiError::Invalid(_) | ApiError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

@@ -9,6 +9,7 @@ use anyhow::{bail, Context};
 use reqwest::header::RETRY_AFTER;
 use reqwest::StatusCode;
 
+use crate::retry::{parse_retry_after, RetryPolicy, Verdict};
 use crate::signature::{sign_hex, sign_standard, Secret};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -43,42 +44,6 @@ pub struct SendArgs {
     /// Time limit of each attempt.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
-}
-
-/// When to try again. The defaults give the seed's schedule: 1, 2, 4, 8, 16 s.
-#[derive(Debug, Clone, clap::Args)]
-pub struct RetryPolicy {
-    /// Delay before the first retry.
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
-    pub initial_delay: Duration,
-    /// Each delay is the previous one times this.
-    #[arg(long, default_value_t = 2.0)]
-    pub factor: f64,
-    /// Retries after the first attempt.
-    #[arg(long, default_value_t = 5)]
-    pub max_retries: u32,
-    /// Upper bound of any delay, `Retry-After` included.
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
-    pub max_delay: Duration,
-    /// Wait a random 50–100 % of each delay, so that many senders do not retry in step.
-    #[arg(long)]
-    pub jitter: bool,
-}
-
-impl RetryPolicy {
-    /// The delay before retry number `retry` (1-based), before any `Retry-After`.
-    pub fn delay(&self, retry: u32) -> Duration {
-        let exponent = i32::try_from(retry.saturating_sub(1)).unwrap_or(i32::MAX);
-        let seconds = self.initial_delay.as_secs_f64() * self.factor.powi(exponent);
-        let capped = Duration::try_from_secs_f64(seconds)
-            .unwrap_or(self.max_delay)
-            .min(self.max_delay);
-        if self.jitter {
-            capped.mul_f64(rand::random::<f64>().mul_add(0.5, 0.5))
-        } else {
-            capped
-        }
-    }
 }
 
 /// What one attempt got back.
@@ -146,21 +111,17 @@ pub async fn run(args: SendArgs) -> anyhow::Result<()> {
                 return Ok(());
             }
             Attempt::GiveUp(reason) => bail!("{label}: {reason}; not retrying"),
-            Attempt::Retry { reason, .. } if retry >= args.policy.max_retries => {
-                bail!(
-                    "{label}: {reason}; giving up after {} retries",
-                    args.policy.max_retries
-                )
-            }
             Attempt::Retry {
                 reason,
                 retry_after,
             } => {
                 retry += 1;
-                let computed = args.policy.delay(retry);
-                let delay = retry_after
-                    .map_or(computed, |asked| asked.max(computed))
-                    .min(args.policy.max_delay);
+                let Some(delay) = args.policy.wait_before(retry, retry_after) else {
+                    bail!(
+                        "{label}: {reason}; giving up after {} retries",
+                        args.policy.max_retries
+                    )
+                };
                 eprintln!(
                     "{label}: {reason}; retrying in {}",
                     humantime::format_duration(delay)
@@ -193,26 +154,13 @@ async fn classify(result: reqwest::Result<reqwest::Response>) -> Attempt {
         .and_then(|value| value.to_str().ok())
         .and_then(|value| parse_retry_after(value, SystemTime::now()));
     let answer = response.text().await.unwrap_or_default();
-    if status.is_success() {
-        Attempt::Delivered(status, answer)
-    } else if status.is_server_error() || matches!(status.as_u16(), 408 | 429) {
-        Attempt::Retry {
+    match Verdict::of(Some(status.as_u16())) {
+        Verdict::Delivered => Attempt::Delivered(status, answer),
+        Verdict::Retry => Attempt::Retry {
             reason: status.to_string(),
             retry_after,
-        }
-    } else {
-        Attempt::GiveUp(format!("{status} {answer}"))
-    }
-}
-
-/// `Retry-After` as delay-seconds or an HTTP date.
-pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    match value.trim().parse::<u64>() {
-        Ok(seconds) => Some(Duration::from_secs(seconds)),
-        Err(_) => {
-            let at = httpdate::parse_http_date(value.trim()).ok()?;
-            Some(at.duration_since(now).unwrap_or_default())
-        }
+        },
+        Verdict::GiveUp => Attempt::GiveUp(format!("{status} {answer}")),
     }
 }
 
@@ -237,50 +185,4 @@ fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
         cause = source;
     }
     cause.to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn policy() -> RetryPolicy {
-        RetryPolicy {
-            initial_delay: Duration::from_secs(1),
-            factor: 2.0,
-            max_retries: 5,
-            max_delay: Duration::from_secs(60),
-            jitter: false,
-        }
-    }
-
-    #[test]
-    fn the_defaults_give_the_seed_schedule() {
-        let delays: Vec<u64> = (1..=5)
-            .map(|retry| policy().delay(retry).as_secs())
-            .collect();
-        assert_eq!(delays, [1, 2, 4, 8, 16]);
-    }
-
-    #[test]
-    fn delays_are_capped_and_jitter_stays_below_the_delay() {
-        assert_eq!(policy().delay(10), Duration::from_secs(60));
-        assert_eq!(policy().delay(u32::MAX), Duration::from_secs(60));
-        let jittered = RetryPolicy {
-            jitter: true,
-            ..policy()
-        }
-        .delay(3);
-        assert!(jittered >= Duration::from_secs(2) && jittered <= Duration::from_secs(4));
-    }
-
-    #[test]
-    fn retry_after_takes_seconds_or_a_date() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_480);
-        assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
-        assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now),
-            Some(Duration::from_secs(30))
-        );
-        assert_eq!(parse_retry_after("soon", now), None);
-    }
 }

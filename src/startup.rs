@@ -11,6 +11,7 @@ use anyhow::Context;
 use tracing::Instrument;
 
 use crate::config::Config;
+use crate::dispatch::Dispatcher;
 use crate::metrics::Metrics;
 use crate::routes;
 use crate::state::AppState;
@@ -23,6 +24,7 @@ pub struct App {
     port: u16,
     server: Server,
     store: Store,
+    dispatcher: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl App {
@@ -48,13 +50,19 @@ impl App {
         listener: TcpListener,
     ) -> anyhow::Result<App> {
         let port = listener.local_addr()?.port();
+        let metrics = Metrics::default();
+        let dispatcher = config.dispatch.then(|| {
+            let dispatcher =
+                Dispatcher::new(store.clone(), config.delivery_max_retries, metrics.clone());
+            tokio::spawn(dispatcher.run())
+        });
         let state = web::Data::new(AppState {
             store: store.clone(),
             verifier: config.verifier,
             api_tokens: config.api_tokens,
             max_body_bytes: config.max_body_bytes,
             request_timeout: config.request_timeout,
-            metrics: Metrics::default(),
+            metrics,
         });
         // actix counts connections per worker thread.
         let workers = std::thread::available_parallelism().map_or(2, usize::from);
@@ -77,6 +85,7 @@ impl App {
             port,
             server,
             store,
+            dispatcher,
         })
     }
 
@@ -84,9 +93,14 @@ impl App {
         self.port
     }
 
-    /// Serves until SIGINT or SIGTERM, lets requests in flight finish, then closes the database.
+    /// Serves until SIGINT or SIGTERM, lets requests in flight finish, stops the dispatcher
+    /// (an attempt cut short is attempted again by whoever holds its lease next), then closes
+    /// the database.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let served = self.server.await;
+        if let Some(dispatcher) = self.dispatcher {
+            dispatcher.abort();
+        }
         self.store.close().await;
         served
     }

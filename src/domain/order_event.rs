@@ -169,21 +169,22 @@ fn is_storable(text: &str) -> bool {
     !text.trim().is_empty() && !text.contains('\0') && text.len() <= MAX_TEXT_BYTES
 }
 
-/// Collects every field error instead of stopping at the first.
+/// Collects every field error instead of stopping at the first; every parser of untrusted
+/// JSON in `domain` uses it, so limits and messages are the same everywhere.
 #[derive(Default)]
-struct Fields {
-    errors: Vec<FieldError>,
+pub(super) struct Fields {
+    pub(super) errors: Vec<FieldError>,
 }
 
 impl Fields {
-    fn reject(&mut self, field: impl Into<String>, message: &'static str) {
+    pub(super) fn reject(&mut self, field: impl Into<String>, message: &'static str) {
         self.errors.push(FieldError {
             field: field.into(),
             message,
         });
     }
 
-    fn text(&mut self, value: Option<&Value>, field: &str) -> Option<String> {
+    pub(super) fn text(&mut self, value: Option<&Value>, field: &str) -> Option<String> {
         let message = match value {
             None | Some(Value::Null) => "is required",
             Some(Value::String(text)) if text.trim().is_empty() => "must not be empty",
@@ -198,7 +199,7 @@ impl Fields {
         None
     }
 
-    fn optional_text(&mut self, value: Option<&Value>, field: &str) -> Option<String> {
+    pub(super) fn optional_text(&mut self, value: Option<&Value>, field: &str) -> Option<String> {
         match value {
             None | Some(Value::Null) => None,
             present => self.text(present, field),

@@ -2,14 +2,18 @@
 //! problem responses instead of actix's plain-text defaults.
 
 mod auth;
+mod deliveries;
 mod events;
 mod health;
 mod metrics;
 mod shipments;
+mod subscriptions;
 mod webhooks;
 
+use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
+use uuid::Uuid;
 
 use crate::problem::ApiError;
 use crate::store::{Cursor, Page, PageRequest};
@@ -21,13 +25,38 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(only("POST", "/webhooks/order_events").route(web::post().to(webhooks::receive)))
     .service(only("GET", "/shipments").route(web::get().to(shipments::list)))
-    .service(only("GET", "/shipments/{id}").route(web::get().to(shipments::get)))
+    .service(
+        only("GET, PATCH", "/shipments/{id}")
+            .route(web::get().to(shipments::get))
+            .route(web::patch().to(shipments::patch)),
+    )
     .service(only("GET", "/events").route(web::get().to(events::list)))
+    .service(
+        only("GET, POST", "/subscriptions")
+            .route(web::get().to(subscriptions::list))
+            .route(web::post().to(subscriptions::create)),
+    )
+    .service(
+        only("GET, PATCH, DELETE", "/subscriptions/{id}")
+            .route(web::get().to(subscriptions::get))
+            .route(web::patch().to(subscriptions::update))
+            .route(web::delete().to(subscriptions::delete)),
+    )
+    .service(only("GET", "/subscriptions/{id}/secret").route(web::get().to(subscriptions::secret)))
+    .service(
+        only("POST", "/subscriptions/{id}/recover").route(web::post().to(subscriptions::recover)),
+    )
+    .service(only("GET", "/deliveries").route(web::get().to(deliveries::list)))
+    .service(only("GET", "/deliveries/{id}").route(web::get().to(deliveries::get)))
+    .service(only("POST", "/deliveries/{id}/retry").route(web::post().to(deliveries::retry)))
     .service(only("GET", "/healthz").route(web::get().to(health::alive)))
     .service(only("GET", "/readyz").route(web::get().to(health::ready)))
     .service(only("GET", "/metrics").route(web::get().to(metrics::scrape)))
-    .default_service(web::to(|| async {
-        Err::<HttpResponse, _>(ApiError::NotFound)
+    .default_service(web::to(|request: HttpRequest| async move {
+        Err::<HttpResponse, _>(ApiError::NotFound(format!(
+            "no resource at {}",
+            request.path()
+        )))
     }));
 }
 
@@ -84,4 +113,33 @@ fn text_filter(name: &str, value: String) -> Result<String, ApiError> {
         )));
     }
     Ok(value)
+}
+
+/// `application/json`, with or without parameters such as `charset=utf-8`.
+fn require_json(request: &HttpRequest) -> Result<(), ApiError> {
+    let essence = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .map(|value| value.split(';').next().unwrap_or_default().trim());
+    match essence {
+        Some(essence) if essence.eq_ignore_ascii_case("application/json") => Ok(()),
+        _ => Err(ApiError::UnsupportedMedia),
+    }
+}
+
+/// A JSON request body: declared `application/json` (else 415) and well-formed (else 400).
+/// What it must contain is for `domain` to say (422).
+fn json_body(request: &HttpRequest, body: &web::Bytes) -> Result<serde_json::Value, ApiError> {
+    require_json(request)?;
+    serde_json::from_slice(body).map_err(|error| ApiError::NotJson(error.to_string()))
+}
+
+/// An id in a path: anything but a UUID names nothing here (404, not 400).
+fn path_id(id: &str, what: &'static str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(id).map_err(|_| not_found(what, id))
+}
+
+fn not_found(what: &'static str, id: impl std::fmt::Display) -> ApiError {
+    ApiError::NotFound(format!("no {what} with id {id}"))
 }

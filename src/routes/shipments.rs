@@ -1,15 +1,15 @@
-//! `GET /shipments` and `GET /shipments/{id}`.
+//! `GET /shipments`, `GET /shipments/{id}` (with its `ETag`) and `PATCH /shipments/{id}`.
 
-use actix_web::{web, HttpResponse};
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
-use uuid::Uuid;
 
 use super::auth::Authorized;
-use super::{page_request, text_filter, Listing};
-use crate::domain::ShipmentStatus;
+use super::{json_body, not_found, page_request, path_id, text_filter, Listing};
+use crate::domain::{Shipment, ShipmentPatch, ShipmentStatus};
 use crate::problem::ApiError;
 use crate::state::AppState;
-use crate::store::ShipmentFilter;
+use crate::store::{Patched, ShipmentFilter};
 
 #[derive(Deserialize)]
 pub struct ShipmentsQuery {
@@ -58,8 +58,61 @@ pub async fn get(
     id: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    // Not a UUID means no shipment has that id: 404, not 400.
-    let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
-    let shipment = state.store.shipment(id).await?.ok_or(ApiError::NotFound)?;
-    Ok(HttpResponse::Ok().json(shipment))
+    let id = path_id(&id, "shipment")?;
+    let shipment = state
+        .store
+        .shipment(id)
+        .await?
+        .ok_or_else(|| not_found("shipment", id))?;
+    Ok(with_etag(&shipment))
+}
+
+/// An operator's change: a move, the carrier, the tracking number; optionally only if the
+/// shipment is still at the revision the operator saw (`If-Match`).
+pub async fn patch(
+    _: Authorized,
+    request: HttpRequest,
+    id: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path_id(&id, "shipment")?;
+    let patch = ShipmentPatch::parse(&json_body(&request, &body)?)?;
+    let if_match = if_match(&request)?;
+    match state.store.patch_shipment(id, &patch, if_match).await? {
+        Patched::NotFound => Err(not_found("shipment", id)),
+        Patched::Stale { revision } => Err(ApiError::PreconditionFailed(format!(
+            "If-Match names revision \"{}\", but the shipment is at \"{revision}\"",
+            if_match.unwrap_or_default()
+        ))),
+        Patched::Illegal(illegal) => Err(ApiError::Conflict(illegal.to_string())),
+        Patched::Done(shipment) => Ok(with_etag(&shipment)),
+    }
+}
+
+fn with_etag(shipment: &Shipment) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::ETAG, format!("\"{}\"", shipment.revision)))
+        .json(shipment)
+}
+
+/// `If-Match: "<revision>"` (or `*`, which any revision matches). A value that names no
+/// revision can match none: 412.
+fn if_match(request: &HttpRequest) -> Result<Option<i64>, ApiError> {
+    let Some(value) = request.headers().get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let text = value.to_str().unwrap_or_default().trim();
+    if text == "*" {
+        return Ok(None);
+    }
+    let revision = text
+        .strip_prefix('"')
+        .and_then(|rest| rest.strip_suffix('"'))
+        .and_then(|inner| inner.parse::<i64>().ok());
+    revision.map(Some).ok_or_else(|| {
+        ApiError::PreconditionFailed(format!(
+            "If-Match must name a revision in quotes, such as \"3\"; {text:?} matches none"
+        ))
+    })
 }

@@ -8,6 +8,7 @@ use futures_util::StreamExt;
 use serde::Serialize;
 use uuid::Uuid;
 
+use super::require_json;
 use crate::domain::Delivery;
 use crate::domain::Outcome;
 use crate::problem::ApiError;
@@ -84,19 +85,6 @@ async fn accept(
         event_id,
         shipment_id,
     })
-}
-
-/// `application/json`, with or without parameters such as `charset=utf-8`.
-fn require_json(request: &HttpRequest) -> Result<(), ApiError> {
-    let essence = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .map(|value| value.split(';').next().unwrap_or_default().trim());
-    match essence {
-        Some(essence) if essence.eq_ignore_ascii_case("application/json") => Ok(()),
-        _ => Err(ApiError::UnsupportedMedia),
-    }
 }
 
 /// Reads the body up to `limit` bytes, refusing early when `Content-Length` already says more.

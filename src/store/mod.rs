@@ -4,8 +4,54 @@
 //! every batch (`plan.rs`, which asks the domain's fold what each event does); they differ only
 //! in how a batch locks its orders, loads their history and saves the result.
 
+/// Runs the same statement on whichever pool the store has; the body is compiled once per backend.
+macro_rules! on_pool {
+    ($store:expr, |$pool:ident| $body:expr) => {
+        match $store {
+            Store::Sqlite(store) => {
+                let $pool = &store.readers;
+                $body
+            }
+            Store::Postgres(store) => {
+                let $pool = &store.pool;
+                $body
+            }
+        }
+    };
+}
+
+/// Runs `body` in a write transaction: on SQLite on the one writer connection, begun with
+/// `BEGIN IMMEDIATE` (the write lock up front); on PostgreSQL on a pooled connection, begun
+/// with `pg_begin` (which may take locks in the same round trip). `body` commits.
+macro_rules! in_transaction {
+    ($store:expr, $pg_begin:expr, |$tx:ident| $body:expr) => {
+        match $store {
+            Store::Sqlite(store) => {
+                let mut conn = store
+                    .writer
+                    .acquire()
+                    .await
+                    .map_err(StoreError::unavailable)?;
+                let mut $tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
+                $body
+            }
+            Store::Postgres(store) => {
+                let mut conn = store
+                    .pool
+                    .acquire()
+                    .await
+                    .map_err(StoreError::unavailable)?;
+                let mut $tx = sqlx::Connection::begin_with(&mut *conn, $pg_begin).await?;
+                $body
+            }
+        }
+    };
+}
+
 mod batch;
 pub mod cursor;
+mod operator;
+mod outbox;
 mod plan;
 mod postgres;
 mod rows;
@@ -17,10 +63,21 @@ use std::time::Duration;
 use uuid::Uuid;
 
 pub use cursor::Cursor;
+pub use operator::Patched;
+pub use outbox::{
+    AttemptRecord, Claimed, DeliveryFilter, DeliveryRecord, DeliveryStats, DeliveryStatus,
+    Settlement,
+};
 pub use rows::EventRecord;
 
 use crate::domain::{Delivery, Outcome, Shipment, ShipmentStatus};
 use rows::{EventRecordRow, ShipmentRow, EVENT_COLUMNS, SHIPMENT_COLUMNS};
+
+/// The time to store: in microseconds, as PostgreSQL keeps it, so that what a change announces
+/// equals what is read back afterwards on both backends.
+pub(super) fn now() -> chrono::DateTime<chrono::Utc> {
+    chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 6)
+}
 
 /// How long a request may wait for a database connection before it is told to retry (503).
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -65,7 +122,7 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    fn corrupt(message: String) -> StoreError {
+    pub(super) fn corrupt(message: String) -> StoreError {
         StoreError::Internal(Arc::new(sqlx::Error::Decode(message.into())))
     }
 
@@ -166,22 +223,6 @@ pub struct PageRequest {
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next: Option<Cursor>,
-}
-
-/// Runs the same statement on whichever pool the store has; the body is compiled once per backend.
-macro_rules! on_pool {
-    ($store:expr, |$pool:ident| $body:expr) => {
-        match $store {
-            Store::Sqlite(store) => {
-                let $pool = &store.readers;
-                $body
-            }
-            Store::Postgres(store) => {
-                let $pool = &store.pool;
-                $body
-            }
-        }
-    };
 }
 
 impl Store {
@@ -307,7 +348,7 @@ impl Store {
 }
 
 /// Splits off the extra row fetched to learn whether another page follows.
-fn paginate<R>(mut rows: Vec<R>, limit: u32, seq: impl Fn(&R) -> i64) -> Page<R> {
+pub(super) fn paginate<R>(mut rows: Vec<R>, limit: u32, seq: impl Fn(&R) -> i64) -> Page<R> {
     let limit = limit as usize;
     let next = if rows.len() > limit {
         rows.truncate(limit);
@@ -321,7 +362,10 @@ fn paginate<R>(mut rows: Vec<R>, limit: u32, seq: impl Fn(&R) -> i64) -> Page<R>
 }
 
 impl<R> Page<R> {
-    fn try_map<T>(self, f: impl FnMut(R) -> Result<T, StoreError>) -> Result<Page<T>, StoreError> {
+    pub(super) fn try_map<T>(
+        self,
+        f: impl FnMut(R) -> Result<T, StoreError>,
+    ) -> Result<Page<T>, StoreError> {
         Ok(Page {
             items: self.items.into_iter().map(f).collect::<Result<_, _>>()?,
             next: self.next,

@@ -4,6 +4,9 @@
 //! database safely because every batch first takes a transaction-scoped advisory lock per order.
 
 use std::str::FromStr;
+use std::sync::Arc;
+
+use tokio::sync::Notify;
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
@@ -24,6 +27,8 @@ const DEFAULT_MAX_CONNECTIONS: u32 = 16;
 pub struct PgStore {
     pub(super) pool: PgPool,
     pub(super) batcher: Batcher,
+    /// Woken after every commit of this instance that wrote outbound events.
+    pub(super) announced: Arc<Notify>,
     /// Without the pool's statement deadline, for migrations.
     options: Box<PgConnectOptions>,
 }
@@ -52,10 +57,15 @@ impl PgStore {
             .test_before_acquire(false)
             .connect_with(pooled)
             .await?;
-        let batcher = Batcher::spawn(PgWriter(pool.clone()));
+        let announced = Arc::new(Notify::new());
+        let batcher = Batcher::spawn(PgWriter {
+            pool: pool.clone(),
+            announced: announced.clone(),
+        });
         Ok(PgStore {
             pool,
             batcher,
+            announced,
             options: Box::new(options),
         })
     }
@@ -90,22 +100,28 @@ async fn check_reachable(options: &PgConnectOptions) -> Result<(), ConnectError>
     }
 }
 
-struct PgWriter(PgPool);
+struct PgWriter {
+    pool: PgPool,
+    announced: Arc<Notify>,
+}
 
 impl Commit for PgWriter {
     async fn commit(&self, deliveries: &[&Delivery]) -> Result<Vec<Applied>, StoreError> {
         let orders = plan::orders_of(deliveries);
-        let mut conn = self.0.acquire().await.map_err(StoreError::unavailable)?;
+        let mut conn = self.pool.acquire().await.map_err(StoreError::unavailable)?;
         let mut tx = conn.begin_with(begin_and_lock(&orders)).await?;
         let rows: Vec<LoadRow> = sqlx::query_as(&load_sql("= ANY($1)", "= ANY($2)"))
             .bind(&orders)
             .bind(plan::event_ids_of(deliveries))
             .fetch_all(&mut *tx)
             .await?;
-        let now = Utc::now();
+        let now = super::now();
         let plan = plan::plan(deliveries, Loaded::from_rows(rows)?, now);
         save(&mut tx, &plan, now).await?;
         tx.commit().await?;
+        if !plan.outbox.is_empty() {
+            self.announced.notify_one();
+        }
         Ok(plan.answers)
     }
 }

@@ -4,7 +4,10 @@
 //! pool (WAL lets them run beside the writer).
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::Notify;
 
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{
@@ -28,6 +31,8 @@ pub struct SqliteStore {
     pub(super) readers: SqlitePool,
     pub(super) writer: SqlitePool,
     pub(super) batcher: Batcher,
+    /// Woken after every commit that wrote outbound events.
+    pub(super) announced: Arc<Notify>,
 }
 
 impl SqliteStore {
@@ -62,11 +67,16 @@ impl SqliteStore {
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await?;
-        let batcher = Batcher::spawn(SqliteWriter(writer.clone()));
+        let announced = Arc::new(Notify::new());
+        let batcher = Batcher::spawn(SqliteWriter {
+            pool: writer.clone(),
+            announced: announced.clone(),
+        });
         Ok(SqliteStore {
             readers,
             writer,
             batcher,
+            announced,
         })
     }
 
@@ -81,11 +91,14 @@ impl SqliteStore {
     }
 }
 
-struct SqliteWriter(SqlitePool);
+struct SqliteWriter {
+    pool: SqlitePool,
+    announced: Arc<Notify>,
+}
 
 impl Commit for SqliteWriter {
     async fn commit(&self, deliveries: &[&Delivery]) -> Result<Vec<Applied>, StoreError> {
-        let mut conn = self.0.acquire().await.map_err(StoreError::unavailable)?;
+        let mut conn = self.pool.acquire().await.map_err(StoreError::unavailable)?;
         // IMMEDIATE takes the write lock up front: it is the lock on every order at once, and
         // what is read below cannot change before the commit.
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
@@ -97,10 +110,13 @@ impl Commit for SqliteWriter {
         .bind(Json(plan::event_ids_of(deliveries)))
         .fetch_all(&mut *tx)
         .await?;
-        let now = Utc::now();
+        let now = super::now();
         let plan = plan::plan(deliveries, Loaded::from_rows(rows)?, now);
         save(&mut tx, &plan, now).await?;
         tx.commit().await?;
+        if !plan.outbox.is_empty() {
+            self.announced.notify_one();
+        }
         Ok(plan.answers)
     }
 }

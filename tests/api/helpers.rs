@@ -339,6 +339,40 @@ impl TestApp {
         items[0].clone()
     }
 
+    /// A REST call with the bearer token and, when given, a JSON body.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(TOKEN);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request.send().await.expect("request sent")
+    }
+
+    /// Subscribes `url` to every change; returns the subscription's id and secret.
+    pub async fn subscribe(&self, url: &str) -> (String, String) {
+        let response = self
+            .call(
+                reqwest::Method::POST,
+                "/subscriptions",
+                Some(&json!({"url": url})),
+            )
+            .await;
+        assert_eq!(response.status(), 201);
+        let created: Value = response.json().await.unwrap();
+        (
+            created["id"].as_str().unwrap().to_owned(),
+            created["secret"].as_str().unwrap().to_owned(),
+        )
+    }
+
     pub async fn get_json(&self, path: &str) -> Value {
         let response = self.get_api(path).await;
         assert_eq!(response.status(), 200, "GET {path}");

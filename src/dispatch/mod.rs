@@ -1,0 +1,129 @@
+//! The dispatcher: delivers the outbox to the subscriptions, inside `serve`, on every
+//! instance unless `DISPATCH=off`. It fans new outbound events out into deliveries, claims due
+//! ones under a lease (so a killed instance's work is taken over when the lease ends), POSTs
+//! each signed both ways, and settles what each attempt decided with the same retry policy as
+//! `send`. Woken by every commit that wrote outbound events; a slow poll catches what another
+//! instance wrote. Bounded: at most [`IN_FLIGHT`] attempts at once per instance.
+
+mod attempt;
+
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+
+use crate::metrics::Metrics;
+use crate::retry::RetryPolicy;
+use crate::store::{Settlement, Store};
+
+pub use attempt::{signed_request, ATTEMPT_TIMEOUT};
+
+/// Attempts in flight at once per instance.
+const IN_FLIGHT: usize = 64;
+/// Outbound events fanned out per transaction.
+const FAN_OUT_BATCH: u32 = 500;
+/// How long a claimed delivery is this instance's; past it, another may take it over. Longer
+/// than an attempt can take.
+const LEASE: Duration = Duration::from_secs(30);
+/// How often to look for work nobody woke us for: another instance's writes, retries due.
+const POLL: Duration = Duration::from_millis(500);
+/// Pause after the database failed, before trying again.
+const BACKOFF: Duration = Duration::from_secs(1);
+
+pub struct Dispatcher {
+    store: Store,
+    client: reqwest::Client,
+    policy: RetryPolicy,
+    metrics: Metrics,
+}
+
+impl Dispatcher {
+    pub fn new(store: Store, max_retries: u32, metrics: Metrics) -> Dispatcher {
+        let client = reqwest::Client::builder()
+            .timeout(ATTEMPT_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("a client with a timeout and no redirects");
+        Dispatcher {
+            store,
+            client,
+            policy: RetryPolicy {
+                max_retries,
+                ..RetryPolicy::default()
+            },
+            metrics,
+        }
+    }
+
+    /// Runs until the task is dropped.
+    pub async fn run(self) {
+        let wake = self.store.announced().clone();
+        let mut in_flight: JoinSet<Settlement> = JoinSet::new();
+        loop {
+            if let Err(error) = self.refill(&mut in_flight).await {
+                tracing::warn!(
+                    error = crate::telemetry::error_chain(&error),
+                    "dispatch failed"
+                );
+                tokio::time::sleep(BACKOFF).await;
+                continue;
+            }
+            if in_flight.is_empty() {
+                tokio::select! {
+                    () = wake.notified() => {}
+                    () = tokio::time::sleep(POLL) => {}
+                }
+                continue;
+            }
+            tokio::select! {
+                Some(done) = in_flight.join_next() => {
+                    let mut settled = Vec::new();
+                    settled.extend(done.ok());
+                    while let Some(done) = in_flight.try_join_next() {
+                        settled.extend(done.ok());
+                    }
+                    self.settle(&settled).await;
+                }
+                () = wake.notified(), if in_flight.len() < IN_FLIGHT => {}
+                () = tokio::time::sleep(POLL), if in_flight.len() < IN_FLIGHT => {}
+            }
+        }
+    }
+
+    /// Fans out new events and starts attempts for due deliveries, up to the bound.
+    async fn refill(
+        &self,
+        in_flight: &mut JoinSet<Settlement>,
+    ) -> Result<(), crate::store::StoreError> {
+        while self.store.fan_out(FAN_OUT_BATCH).await? == FAN_OUT_BATCH as usize {}
+        let room = IN_FLIGHT - in_flight.len();
+        if room == 0 {
+            return Ok(());
+        }
+        let claimed = self.store.claim_deliveries(room as u32, LEASE).await?;
+        for delivery in claimed {
+            let (client, policy, metrics) = (
+                self.client.clone(),
+                self.policy.clone(),
+                self.metrics.clone(),
+            );
+            in_flight
+                .spawn(async move { attempt::attempt(&client, &policy, &metrics, delivery).await });
+        }
+        Ok(())
+    }
+
+    /// Writes the attempts' results back; a failure here leaves the leases to expire, and the
+    /// deliveries are attempted again (at least once, never lost).
+    async fn settle(&self, settled: &[Settlement]) {
+        for settlement in settled {
+            self.metrics.delivery_outcome(settlement.status.as_str());
+        }
+        if let Err(error) = self.store.settle(settled).await {
+            tracing::warn!(
+                error = crate::telemetry::error_chain(&error),
+                deliveries = settled.len(),
+                "could not record delivery attempts; they will be attempted again"
+            );
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! Subscriptions to the service's own announcements (contract section 8): where to POST, which
+//! kinds of change, and the secret that signs them. Parsed from untrusted JSON here, once.
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::order_event::Fields;
+use super::{FieldError, ShipmentChange};
+
+/// Longest accepted subscription URL, in bytes.
+const MAX_URL_BYTES: usize = 2048;
+/// Random bytes in a generated secret (the Standard Webhooks minimum is 24).
+const SECRET_BYTES: usize = 32;
+
+/// A subscription as the API serves it: never with its secret.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Subscription {
+    pub id: Uuid,
+    pub url: String,
+    pub event_types: Vec<ShipmentChange>,
+    pub description: Option<String>,
+    pub active: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Subscription {
+    pub fn wants(&self, change: ShipmentChange) -> bool {
+        self.active && self.event_types.contains(&change)
+    }
+}
+
+/// The body of `POST /subscriptions`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewSubscription {
+    pub url: String,
+    pub event_types: Vec<ShipmentChange>,
+    pub description: Option<String>,
+}
+
+/// The body of `PATCH /subscriptions/{id}`: each field absent (unchanged) or given.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SubscriptionPatch {
+    pub url: Option<String>,
+    pub event_types: Option<Vec<ShipmentChange>>,
+    pub active: Option<bool>,
+}
+
+impl NewSubscription {
+    pub fn parse(body: &Value) -> Result<NewSubscription, Vec<FieldError>> {
+        let mut fields = Fields::default();
+        let object = fields.body(body, &["url", "event_types", "description"])?;
+        let url = fields.url(object.get("url"));
+        let event_types = match object.get("event_types") {
+            None | Some(Value::Null) => Some(ShipmentChange::ALL.to_vec()),
+            value => fields.event_types(value),
+        };
+        let description = fields.optional_text(object.get("description"), "description");
+        match (url, event_types) {
+            (Some(url), Some(event_types)) if fields.errors.is_empty() => Ok(NewSubscription {
+                url,
+                event_types,
+                description,
+            }),
+            _ => Err(fields.errors),
+        }
+    }
+}
+
+impl SubscriptionPatch {
+    pub fn parse(body: &Value) -> Result<SubscriptionPatch, Vec<FieldError>> {
+        let mut fields = Fields::default();
+        let object = fields.body(body, &["url", "event_types", "active"])?;
+        if object.is_empty() {
+            fields.reject(
+                "body",
+                "must change at least one of url, event_types, active",
+            );
+        }
+        let patch = SubscriptionPatch {
+            url: object.get("url").and_then(|value| fields.url(Some(value))),
+            event_types: object
+                .get("event_types")
+                .and_then(|value| fields.event_types(Some(value))),
+            active: object.get("active").and_then(|value| match value {
+                Value::Bool(active) => Some(*active),
+                _ => {
+                    fields.reject("active", "must be true or false");
+                    None
+                }
+            }),
+        };
+        if fields.errors.is_empty() {
+            Ok(patch)
+        } else {
+            Err(fields.errors)
+        }
+    }
+}
+
+/// A new signing secret: `whsec_` and the base64 of 32 random bytes, as Standard Webhooks
+/// writes them.
+pub fn new_secret() -> String {
+    let bytes: [u8; SECRET_BYTES] = rand::random();
+    format!("whsec_{}", BASE64.encode(bytes))
+}
+
+impl Fields {
+    /// The body as an object with only `known` fields.
+    fn body<'v>(
+        &mut self,
+        body: &'v Value,
+        known: &[&str],
+    ) -> Result<&'v Map<String, Value>, Vec<FieldError>> {
+        let Some(object) = body.as_object() else {
+            self.reject("body", "must be a JSON object");
+            return Err(std::mem::take(&mut self.errors));
+        };
+        for name in object.keys().filter(|name| !known.contains(&name.as_str())) {
+            self.reject(name.clone(), "is not a field of a subscription");
+        }
+        Ok(object)
+    }
+
+    fn url(&mut self, value: Option<&Value>) -> Option<String> {
+        let text = self.text(value, "url")?;
+        let parsed = reqwest::Url::parse(&text).ok();
+        let message = match parsed {
+            _ if text.len() > MAX_URL_BYTES => "must be at most 2048 bytes",
+            None => "must be an absolute URL",
+            Some(url) if !matches!(url.scheme(), "http" | "https") => {
+                "must be an http or https URL"
+            }
+            Some(url) if url.host().is_none() => "must name a host",
+            Some(_) => return Some(text),
+        };
+        self.reject("url", message);
+        None
+    }
+
+    fn event_types(&mut self, value: Option<&Value>) -> Option<Vec<ShipmentChange>> {
+        const MESSAGE: &str =
+            "must be a non-empty list of shipment.created, shipment.updated, shipment.status_changed";
+        let parsed: Option<Vec<ShipmentChange>> = value
+            .and_then(Value::as_array)
+            .filter(|list| !list.is_empty())
+            .and_then(|list| {
+                list.iter()
+                    .map(|item| item.as_str().and_then(ShipmentChange::parse))
+                    .collect()
+            });
+        match parsed {
+            Some(mut types) => {
+                types.sort_by_key(|change| change.as_str());
+                types.dedup();
+                Some(types)
+            }
+            None => {
+                self.reject("event_types", MESSAGE);
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn fields(result: Result<impl std::fmt::Debug, Vec<FieldError>>) -> Vec<String> {
+        result
+            .unwrap_err()
+            .into_iter()
+            .map(|error| error.field)
+            .collect()
+    }
+
+    #[test]
+    fn a_subscription_wants_every_type_unless_told_otherwise() {
+        let all = NewSubscription::parse(&json!({"url": "https://example.com/hook"})).unwrap();
+        assert_eq!(all.event_types, ShipmentChange::ALL.to_vec());
+        let some = NewSubscription::parse(&json!({"url": "http://127.0.0.1:9/x",
+            "event_types": ["shipment.status_changed", "shipment.status_changed"]}))
+        .unwrap();
+        assert_eq!(some.event_types, [ShipmentChange::StatusChanged]);
+    }
+
+    #[test]
+    fn only_http_urls_and_known_types_and_fields_are_accepted() {
+        for url in ["ftp://example.com", "not a url", "file:///etc/passwd", ""] {
+            assert_eq!(
+                fields(NewSubscription::parse(&json!({"url": url}))),
+                ["url"],
+                "{url}"
+            );
+        }
+        assert_eq!(
+            fields(NewSubscription::parse(&json!({"url": "https://x.io",
+                "event_types": ["order.created"], "colour": 1}))),
+            ["colour", "event_types"]
+        );
+        assert_eq!(
+            fields(SubscriptionPatch::parse(&json!({"active": "yes"}))),
+            ["active"]
+        );
+        assert_eq!(fields(SubscriptionPatch::parse(&json!({}))), ["body"]);
+    }
+
+    #[test]
+    fn a_new_secret_is_a_standard_webhooks_secret() {
+        let secret = new_secret();
+        assert!(crate::signature::Secret::parse(&secret).is_ok());
+        let decoded = BASE64
+            .decode(secret.strip_prefix("whsec_").unwrap())
+            .unwrap();
+        assert_eq!(decoded.len(), 32);
+        assert_ne!(secret, new_secret());
+    }
+}

@@ -1,0 +1,87 @@
+//! `/deliveries`: every outbound delivery, its attempts, and a way to send a failed one again.
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+
+use super::auth::Authorized;
+use super::{not_found, page_request, path_id, Listing};
+use crate::problem::ApiError;
+use crate::state::AppState;
+use crate::store::{DeliveryFilter, DeliveryStatus};
+
+#[derive(Deserialize)]
+pub struct DeliveriesQuery {
+    subscription_id: Option<String>,
+    status: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+pub async fn list(
+    _: Authorized,
+    query: web::Query<DeliveriesQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let query = query.into_inner();
+    let page = page_request(query.limit.as_deref(), query.cursor.as_deref())?;
+    let filter = DeliveryFilter {
+        subscription_id: query
+            .subscription_id
+            .map(|id| {
+                uuid::Uuid::parse_str(&id)
+                    .map_err(|_| ApiError::BadQuery("subscription_id must be a UUID".into()))
+            })
+            .transpose()?,
+        status: query
+            .status
+            .map(|status| {
+                DeliveryStatus::parse(&status).ok_or_else(|| {
+                    ApiError::BadQuery("status must be one of: pending, delivered, failed".into())
+                })
+            })
+            .transpose()?,
+    };
+    let deliveries = state.store.deliveries(&filter, page).await?;
+    Ok(HttpResponse::Ok().json(Listing::from(deliveries)))
+}
+
+pub async fn get(
+    _: Authorized,
+    id: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path_id(&id, "delivery")?;
+    let delivery = state
+        .store
+        .delivery(id)
+        .await?
+        .ok_or_else(|| not_found("delivery", id))?;
+    Ok(HttpResponse::Ok().json(delivery))
+}
+
+/// Queues a failed delivery again, with a fresh count of retries.
+pub async fn retry(
+    _: Authorized,
+    id: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path_id(&id, "delivery")?;
+    let delivery = state
+        .store
+        .delivery(id)
+        .await?
+        .ok_or_else(|| not_found("delivery", id))?;
+    if delivery.status != DeliveryStatus::Failed {
+        return Err(ApiError::Conflict(format!(
+            "only a failed delivery can be retried; this one is {}",
+            delivery.status.as_str()
+        )));
+    }
+    state.store.requeue(Some(id), None).await?;
+    let delivery = state
+        .store
+        .delivery(id)
+        .await?
+        .ok_or_else(|| not_found("delivery", id))?;
+    Ok(HttpResponse::Ok().json(delivery))
+}
