@@ -197,7 +197,7 @@ async fn subscriptions_are_managed_and_their_secret_is_shown_only_on_request(bac
         .call(
             Method::POST,
             "/subscriptions",
-            Some(&json!({"url": "https://example.com/hooks", "event_types": ["shipment.status_changed"],
+            Some(&json!({"url": "http://127.0.0.1:9/hooks", "event_types": ["shipment.status_changed"],
                           "description": "warehouse"})),
         )
         .await;
@@ -239,9 +239,9 @@ async fn subscriptions_are_managed_and_their_secret_is_shown_only_on_request(bac
 async fn bad_subscriptions_are_422(backend: Backend) {
     let app = spawn_app(backend).await;
     for body in [
-        json!({"url": "ftp://example.com"}),
-        json!({"url": "https://example.com", "event_types": ["order.created"]}),
-        json!({"url": "https://example.com", "event_types": []}),
+        json!({"url": "ftp://127.0.0.1/x"}),
+        json!({"url": "http://127.0.0.1:9/x", "event_types": ["order.created"]}),
+        json!({"url": "http://127.0.0.1:9/x", "event_types": []}),
         json!({}),
     ] {
         let response = app.call(Method::POST, "/subscriptions", Some(&body)).await;
