@@ -28,6 +28,9 @@ pub struct Config {
     pub dispatch: bool,
     /// Retries of an outbound delivery before it is `failed`.
     pub delivery_max_retries: u32,
+    /// Variables that hold the example values of `.env.example`: fine on a laptop, a warning
+    /// anywhere else.
+    pub example_credentials: Vec<&'static str>,
     pub log_format: LogFormat,
 }
 
@@ -75,6 +78,10 @@ pub struct ConfigError {
     pub variable: &'static str,
     pub reason: String,
 }
+
+/// The secret and token `.env.example` ships for a local try-out.
+const EXAMPLE_SECRET: &str = "s3cr3t_k3y_f0r_w3bh00k_s1gn4tur3";
+const EXAMPLE_TOKEN: &str = "dev-token";
 
 fn invalid(variable: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError {
@@ -129,6 +136,13 @@ impl Config {
                 "is required: at least one signing secret",
             ));
         }
+        let mut example_credentials = Vec::new();
+        if list(var("WEBHOOK_SECRETS"))
+            .iter()
+            .any(|s| s == EXAMPLE_SECRET)
+        {
+            example_credentials.push("WEBHOOK_SECRETS");
+        }
         let hex_header =
             var("WEBHOOK_SIGNATURE_HEADER").unwrap_or_else(|| "X-Ecomm-Signature".into());
         if actix_web::http::header::HeaderName::try_from(hex_header.as_str()).is_err() {
@@ -140,6 +154,9 @@ impl Config {
         let tolerance_secs = number(&var, "WEBHOOK_TOLERANCE_SECS")?.unwrap_or(300);
 
         let api_tokens = list(var("API_TOKENS"));
+        if api_tokens.iter().any(|token| token == EXAMPLE_TOKEN) {
+            example_credentials.push("API_TOKENS");
+        }
         if api_tokens.is_empty() {
             return Err(invalid(
                 "API_TOKENS",
@@ -197,6 +214,7 @@ impl Config {
                 .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
             dispatch,
             delivery_max_retries: u32::try_from(delivery_max_retries).unwrap_or(u32::MAX),
+            example_credentials,
             log_format,
         })
     }
@@ -292,6 +310,20 @@ mod tests {
         for secret in ["topsecret1", "tokenvalue1", "hunter2"] {
             assert!(!debug.contains(secret), "{debug}");
         }
+    }
+
+    #[test]
+    fn the_example_secret_and_token_are_noticed() {
+        let example = config(&[
+            ("WEBHOOK_SECRETS", "new,s3cr3t_k3y_f0r_w3bh00k_s1gn4tur3"),
+            ("API_TOKENS", "dev-token"),
+        ])
+        .unwrap();
+        assert_eq!(
+            example.example_credentials,
+            ["WEBHOOK_SECRETS", "API_TOKENS"]
+        );
+        assert!(config(&REQUIRED).unwrap().example_credentials.is_empty());
     }
 
     #[test]

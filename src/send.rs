@@ -14,7 +14,7 @@ use crate::signature::{sign_hex, sign_standard, Secret};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Scheme {
-    /// `<header>: sha256=<hex>` (the seed's scheme).
+    /// `<header>: sha256=<hex HMAC-SHA256 of the body>`.
     Hex,
     /// Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature`.
     Standard,
@@ -22,17 +22,19 @@ pub enum Scheme {
 
 #[derive(Debug, clap::Args)]
 pub struct SendArgs {
-    /// The JSON event to send: a file, or `-` for standard input.
+    /// The JSON event to send: a file (see examples/), or `-` for standard input.
     #[arg(default_value = "-")]
     pub input: PathBuf,
+    /// Where to POST it: the service's webhook endpoint.
     #[arg(long, default_value = "http://127.0.0.1:8080/webhooks/order_events")]
     pub url: String,
     /// Signing secret [default: the first of WEBHOOK_SECRETS].
     #[arg(long)]
     pub secret: Option<String>,
+    /// How to sign: `hex` (an HMAC-SHA256 header) or `standard` (Standard Webhooks headers).
     #[arg(long, value_enum, default_value = "hex")]
     pub scheme: Scheme,
-    /// Header of the hex scheme.
+    /// Header that carries the hex signature.
     #[arg(
         long,
         env = "WEBHOOK_SIGNATURE_HEADER",

@@ -21,7 +21,7 @@ use crate::store::Store;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 pub struct App {
-    port: u16,
+    address: std::net::SocketAddr,
     server: Server,
     store: Store,
     dispatcher: Option<tokio::task::JoinHandle<()>>,
@@ -40,6 +40,7 @@ impl App {
             .migrate()
             .await
             .context("DATABASE_URL: migrations failed")?;
+        tracing::info!(database = %store.describe(), "database opened, migrations applied");
         App::with_listener(config, store, listener)
     }
 
@@ -49,7 +50,7 @@ impl App {
         store: Store,
         listener: TcpListener,
     ) -> anyhow::Result<App> {
-        let port = listener.local_addr()?.port();
+        let address = listener.local_addr()?;
         let metrics = Metrics::default();
         let dispatcher = config.dispatch.then(|| {
             let dispatcher =
@@ -82,7 +83,7 @@ impl App {
         .listen(listener)?
         .run();
         Ok(App {
-            port,
+            address,
             server,
             store,
             dispatcher,
@@ -90,7 +91,16 @@ impl App {
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.address.port()
+    }
+
+    pub fn address(&self) -> std::net::SocketAddr {
+        self.address
+    }
+
+    /// Which database this serves, for people: never with a password.
+    pub fn database(&self) -> String {
+        self.store.describe()
     }
 
     /// Serves until SIGINT or SIGTERM, lets requests in flight finish, stops the dispatcher

@@ -13,7 +13,10 @@ where
     W: std::io::Write + Send + 'static,
 {
     let (writer, guard) = tracing_appender::non_blocking(writer);
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // PostgreSQL's notices ("relation _sqlx_migrations already exists, skipping") are for
+    // whoever runs psql, not for the service's log.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx::postgres::notice=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);

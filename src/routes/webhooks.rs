@@ -33,7 +33,16 @@ pub async fn receive(
     let outcome = match &result {
         Ok(receipt) => receipt.status.as_str(),
         Err(error) => {
-            tracing::info!(reason = error.kind(), "webhook rejected");
+            // What was wrong, never the values: field names and the problem's detail.
+            let fields = match error {
+                ApiError::Invalid(errors) => errors
+                    .iter()
+                    .map(|error| error.field.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                _ => String::new(),
+            };
+            tracing::info!(reason = error.kind(), detail = %error, fields, "webhook rejected");
             error.kind()
         }
     };

@@ -88,6 +88,15 @@ pub enum Store {
     Postgres(postgres::PgStore),
 }
 
+/// What `shipping-service status` prints.
+#[derive(Debug, Clone)]
+pub struct StatusReport {
+    pub shipments: Vec<(String, i64)>,
+    pub recent_events: Vec<(String, i64)>,
+    pub pending_deliveries: i64,
+    pub failed_deliveries: i64,
+}
+
 /// What applying a delivery did, decided inside the committed transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Applied {
@@ -331,6 +340,46 @@ impl Store {
             Store::Sqlite(store) => store.batcher.probe().await,
             Store::Postgres(store) => store.batcher.probe().await,
         }
+    }
+
+    /// Which database this is, for people: the backend and where, never a password.
+    pub fn describe(&self) -> String {
+        match self {
+            Store::Sqlite(store) => store.description.clone(),
+            Store::Postgres(store) => store.description.clone(),
+        }
+    }
+
+    /// Counts for an operator at a terminal (`shipping-service status`).
+    pub async fn status(&self) -> Result<StatusReport, StoreError> {
+        let since = now() - chrono::Duration::hours(1);
+        Ok(on_pool!(self, |pool| {
+            let mut conn = pool.acquire().await.map_err(StoreError::unavailable)?;
+            let shipments = sqlx::query_as(
+                "SELECT status, COUNT(*) FROM shipments GROUP BY status ORDER BY status",
+            )
+            .fetch_all(&mut *conn)
+            .await?;
+            let recent_events = sqlx::query_as(
+                "SELECT outcome, COUNT(*) FROM processed_events WHERE received_at >= $1 \
+                 GROUP BY outcome ORDER BY outcome",
+            )
+            .bind(since)
+            .fetch_all(&mut *conn)
+            .await?;
+            let (pending_deliveries, failed_deliveries) = sqlx::query_as(
+                "SELECT COUNT(CASE WHEN status = 'pending' THEN 1 END), \
+                        COUNT(CASE WHEN status = 'failed' THEN 1 END) FROM deliveries",
+            )
+            .fetch_one(&mut *conn)
+            .await?;
+            StatusReport {
+                shipments,
+                recent_events,
+                pending_deliveries,
+                failed_deliveries,
+            }
+        }))
     }
 
     /// `(open, idle)` connections of the request-serving pool, for the metrics.

@@ -31,6 +31,7 @@ pub struct PgStore {
     pub(super) announced: Arc<Notify>,
     /// Without the pool's statement deadline, for migrations.
     options: Box<PgConnectOptions>,
+    pub(super) description: String,
 }
 
 impl PgStore {
@@ -66,6 +67,12 @@ impl PgStore {
             pool,
             batcher,
             announced,
+            description: format!(
+                "PostgreSQL {}:{}/{}",
+                options.get_host(),
+                options.get_port(),
+                options.get_database().unwrap_or_default()
+            ),
             options: Box::new(options),
         })
     }

@@ -33,6 +33,7 @@ pub struct SqliteStore {
     pub(super) batcher: Batcher,
     /// Woken after every commit that wrote outbound events.
     pub(super) announced: Arc<Notify>,
+    pub(super) description: String,
 }
 
 impl SqliteStore {
@@ -77,6 +78,7 @@ impl SqliteStore {
             writer,
             batcher,
             announced,
+            description: format!("SQLite {}", path.display()),
         })
     }
 

@@ -1,0 +1,47 @@
+//! `shipping-service status`: counts an operator reads at a terminal, from the database the
+//! configuration names.
+
+use std::process::Command;
+
+use crate::helpers::{lifecycle_event, order_event, spawn_app, test_env, Backend};
+use crate::on_both_backends;
+
+on_both_backends!(status_counts_shipments_events_and_deliveries);
+
+async fn status_counts_shipments_events_and_deliveries(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.post_event(&order_event("ORD-S1")).await;
+    app.post_event(&order_event("ORD-S2")).await;
+    let mut twin = order_event("ORD-S2");
+    twin["id"] = serde_json::json!("evt-twin");
+    app.post_event(&twin).await;
+    app.post_event(&lifecycle_event("order.cancelled", "ORD-S1", None))
+        .await;
+
+    let env = test_env(&app.db);
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_shipping-service"))
+            .arg("status")
+            .env_clear()
+            .envs(env)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    let line = |label: &str| {
+        text.lines()
+            .find(|line| line.split_whitespace().next() == Some(label))
+            .map(|line| line.split_whitespace().last().unwrap().to_owned())
+    };
+    // Shipments first: ORD-S2 is pending; no subscription, so no deliveries.
+    assert_eq!(line("pending").as_deref(), Some("1"), "{text}");
+    assert!(text.trim_end().ends_with("failed       0"), "{text}");
+    assert_eq!(line("cancelled").as_deref(), Some("1"), "{text}");
+    assert_eq!(line("processed").as_deref(), Some("2"), "{text}");
+    assert_eq!(line("duplicate").as_deref(), Some("1"), "{text}");
+    assert_eq!(line("updated").as_deref(), Some("1"), "{text}");
+}
