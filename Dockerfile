@@ -1,12 +1,12 @@
 # Build: the dependencies first, in a layer of their own, so that a change of the service's
-# source rebuilds only the service. The manifest names a test and a bench example, so empty
+# source rebuilds only the service. The manifest names a test and two bench examples, so empty
 # stand-ins for them (and for the crate) let cargo read it before the sources come in.
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 RUN mkdir -p src tests/api bench \
  && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
- && echo 'fn main() {}' > tests/api/main.rs && echo 'fn main() {}' > bench/loadgen.rs \
+ && for stub in tests/api/main.rs bench/loadgen.rs bench/subscriber.rs; do echo 'fn main() {}' > $stub; done \
  && cargo build --release --locked --bin shipping-service \
  && rm -rf src tests bench
 COPY src src

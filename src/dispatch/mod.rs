@@ -26,6 +26,8 @@ const FAN_OUT_BATCH: u32 = 500;
 const LEASE: Duration = Duration::from_secs(30);
 /// How often to look for work nobody woke us for: another instance's writes, retries due.
 const POLL: Duration = Duration::from_millis(500);
+/// How long to wait for more attempts to finish before settling those that have.
+const GATHER: Duration = Duration::from_millis(2);
 /// Pause after the database failed, before trying again.
 const BACKOFF: Duration = Duration::from_secs(1);
 
@@ -58,43 +60,55 @@ impl Dispatcher {
     pub async fn run(self) {
         let wake = self.store.announced().clone();
         let mut in_flight: JoinSet<Settlement> = JoinSet::new();
+        // New outbound events may be waiting (another instance's, or from before a restart).
+        let mut fan_out = true;
         loop {
-            if let Err(error) = self.refill(&mut in_flight).await {
-                tracing::warn!(
-                    error = crate::telemetry::error_chain(&error),
-                    "dispatch failed"
-                );
-                tokio::time::sleep(BACKOFF).await;
-                continue;
+            // Refill at half empty: claims then come in rounds, not one per finished attempt.
+            if in_flight.len() <= IN_FLIGHT / 2 {
+                if let Err(error) = self.refill(&mut in_flight, fan_out).await {
+                    tracing::warn!(
+                        error = crate::telemetry::error_chain(&error),
+                        "dispatch failed"
+                    );
+                    tokio::time::sleep(BACKOFF).await;
+                    continue;
+                }
+                fan_out = false;
             }
             if in_flight.is_empty() {
                 tokio::select! {
                     () = wake.notified() => {}
                     () = tokio::time::sleep(POLL) => {}
                 }
+                fan_out = true;
                 continue;
             }
             tokio::select! {
                 Some(done) = in_flight.join_next() => {
-                    let mut settled = Vec::new();
-                    settled.extend(done.ok());
-                    while let Some(done) = in_flight.try_join_next() {
+                    let mut settled: Vec<Settlement> = done.ok().into_iter().collect();
+                    // Whatever finishes in the next moment is settled in the same transaction.
+                    let gather = tokio::time::Instant::now() + GATHER;
+                    while let Ok(Some(done)) = tokio::time::timeout_at(gather, in_flight.join_next()).await {
                         settled.extend(done.ok());
                     }
                     self.settle(&settled).await;
                 }
-                () = wake.notified(), if in_flight.len() < IN_FLIGHT => {}
-                () = tokio::time::sleep(POLL), if in_flight.len() < IN_FLIGHT => {}
+                () = wake.notified() => fan_out = true,
+                () = tokio::time::sleep(POLL) => fan_out = true,
             }
         }
     }
 
-    /// Fans out new events and starts attempts for due deliveries, up to the bound.
+    /// Fans out new events (when there may be some) and starts attempts for due deliveries,
+    /// up to the bound.
     async fn refill(
         &self,
         in_flight: &mut JoinSet<Settlement>,
+        fan_out: bool,
     ) -> Result<(), crate::store::StoreError> {
-        while self.store.fan_out(FAN_OUT_BATCH).await? == FAN_OUT_BATCH as usize {}
+        if fan_out {
+            while self.store.fan_out(FAN_OUT_BATCH).await? == FAN_OUT_BATCH as usize {}
+        }
         let room = IN_FLIGHT - in_flight.len();
         if room == 0 {
             return Ok(());

@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use super::plan::OutboxRow;
 use super::postgres::begin_and_lock;
-use super::rows::{ShipmentRow, SHIPMENT_COLUMNS};
+use super::rows::{ShipmentRow, SHIPMENT_COLUMNS, WHILE_SUBSCRIBED};
 use super::{Store, StoreError};
 use crate::domain::{IllegalMove, Shipment, ShipmentPatch};
 
@@ -72,10 +72,10 @@ impl Store {
             .bind(next.updated_at)
             .execute(&mut *tx)
             .await?;
-            sqlx::query(
+            sqlx::query(&format!(
                 "INSERT INTO outbox_events (id, shipment_id, event_type, body, created_at) \
-                 VALUES ($1, $2, $3, $4, $5)",
-            )
+                 SELECT $1, $2, $3, $4, $5 WHERE {WHILE_SUBSCRIBED}"
+            ))
             .bind(outbox.id)
             .bind(outbox.shipment_id)
             .bind(outbox.change.as_str())

@@ -398,19 +398,23 @@ impl Store {
         let sql = Dialect::of(self);
         let now = super::now();
         let until = now + lease;
+        // The due deliveries in the order of the due index, stopping at `limit`; only then
+        // the bodies, URLs and secrets of those few.
         let select = format!(
             "SELECT d.id, d.attempts, o.id AS event_id, o.body, s.url, s.secret, \
                     s.id AS subscription_id \
-             FROM deliveries d \
+             FROM (SELECT d.id, d.attempts, d.event_id, d.subscription_id FROM deliveries d \
+                   WHERE d.status = 'pending' AND d.next_attempt_at <= $1 \
+                     AND (d.leased_until IS NULL OR d.leased_until < $1) \
+                     AND EXISTS (SELECT 1 FROM subscriptions a \
+                                 WHERE a.id = d.subscription_id AND a.active) \
+                     AND NOT EXISTS (SELECT 1 FROM deliveries e \
+                                     WHERE e.subscription_id = d.subscription_id \
+                                       AND e.shipment_id = d.shipment_id \
+                                       AND e.status = 'pending' AND e.seq < d.seq) \
+                   ORDER BY d.next_attempt_at LIMIT $2 {}) AS d \
              JOIN subscriptions s ON s.id = d.subscription_id \
-             JOIN outbox_events o ON o.id = d.event_id \
-             WHERE d.status = 'pending' AND s.active AND d.next_attempt_at <= $1 \
-               AND (d.leased_until IS NULL OR d.leased_until < $1) \
-               AND NOT EXISTS (SELECT 1 FROM deliveries e \
-                               WHERE e.subscription_id = d.subscription_id \
-                                 AND e.shipment_id = d.shipment_id \
-                                 AND e.status = 'pending' AND e.seq < d.seq) \
-             ORDER BY d.next_attempt_at, d.seq LIMIT $2 {}",
+             JOIN outbox_events o ON o.id = d.event_id",
             sql.skip_locked("d")
         );
         let lease_sql = format!(

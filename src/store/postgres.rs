@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::batch::{Batcher, Commit, COMMIT_DEADLINE};
 use super::plan::{self, Loaded, Plan};
-use super::rows::{load_sql, LoadRow, UPSERT_SHIPMENT};
+use super::rows::{load_sql, LoadRow, UPSERT_SHIPMENT, WHILE_SUBSCRIBED};
 use super::{Applied, ConnectError, StoreError, ACQUIRE_TIMEOUT};
 use crate::domain::Delivery;
 
@@ -43,12 +43,14 @@ impl PgStore {
         // of the service reads rows by key or pages along an index: until autovacuum has
         // analysed the tables, the planner guesses hundreds of rows per key and picks
         // (parallel) scans of whole tables (seen: 3x slower at 64 senders), so it is told
-        // not to.
+        // not to. That makes the few real scans (of `subscriptions`) look expensive enough
+        // to be JIT-compiled, 80 ms for a statement of microseconds: no JIT either.
         let deadline = format!("{}ms", COMMIT_DEADLINE.as_millis());
         let pooled = options.clone().options([
             ("statement_timeout", deadline.as_str()),
             ("enable_seqscan", "off"),
             ("max_parallel_workers_per_gather", "0"),
+            ("jit", "off"),
         ]);
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS))
@@ -124,9 +126,9 @@ impl Commit for PgWriter {
             .await?;
         let now = super::now();
         let plan = plan::plan(deliveries, Loaded::from_rows(rows)?, now);
-        save(&mut tx, &plan, now).await?;
+        let announced = save(&mut tx, &plan, now).await?;
         tx.commit().await?;
-        if !plan.outbox.is_empty() {
+        if announced > 0 {
             self.announced.notify_one();
         }
         Ok(plan.answers)
@@ -159,11 +161,12 @@ pub(super) fn begin_and_lock(orders: &[String]) -> String {
 }
 
 /// Every row of the batch in one statement: its events, its shipments, its outbound events.
+/// Returns how many outbound events were written.
 async fn save(
     conn: &mut PgConnection,
     plan: &Plan<'_>,
     now: DateTime<Utc>,
-) -> Result<(), StoreError> {
+) -> Result<u64, StoreError> {
     let mut events = EventColumns::default();
     for row in &plan.events {
         events.event_ids.push(row.event_id);
@@ -203,7 +206,7 @@ async fn save(
         outbox.types.push(row.change.as_str());
         outbox.bodies.push(&row.body);
     }
-    sqlx::query(&format!(
+    let written = sqlx::query(&format!(
         "WITH events AS ( \
            INSERT INTO processed_events (event_id, derived_id, event_type, order_id, outcome, \
                                          shipment_id, version, state, reason, occurred_at, \
@@ -230,7 +233,8 @@ async fn save(
          INSERT INTO outbox_events (id, shipment_id, event_type, body, created_at) \
          SELECT id, shipment_id, event_type, body, $1 \
          FROM unnest($24::uuid[], $25::uuid[], $26::text[], $27::text[]) \
-              AS o(id, shipment_id, event_type, body)"
+              AS o(id, shipment_id, event_type, body) \
+         WHERE {WHILE_SUBSCRIBED}"
     ))
     .bind(now)
     .bind(events.event_ids)
@@ -261,7 +265,7 @@ async fn save(
     .bind(outbox.bodies)
     .execute(&mut *conn)
     .await?;
-    Ok(())
+    Ok(written.rows_affected())
 }
 
 #[derive(Default)]

@@ -19,6 +19,10 @@ pub(super) const EVENT_COLUMNS: &str =
     "seq, event_id, event_type, order_id, version, outcome, shipment_id, received_at";
 
 /// What a change of an existing shipment rewrites: everything the fold decides.
+/// Outbound events are written only while someone listens: a change made while no subscription
+/// is active is announced to nobody (and costs no outbox row, no dispatcher round).
+pub(super) const WHILE_SUBSCRIBED: &str = "EXISTS (SELECT 1 FROM subscriptions WHERE active)";
+
 pub(super) const UPSERT_SHIPMENT: &str = "ON CONFLICT (id) DO UPDATE SET \
      customer_id = excluded.customer_id, items = excluded.items, \
      shipping_address = excluded.shipping_address, status = excluded.status, \

@@ -18,7 +18,7 @@ use sqlx::{Connection, SqliteConnection};
 
 use super::batch::{Batcher, Commit};
 use super::plan::{self, Loaded, Plan};
-use super::rows::{load_sql, LoadRow, UPSERT_SHIPMENT};
+use super::rows::{load_sql, LoadRow, UPSERT_SHIPMENT, WHILE_SUBSCRIBED};
 use super::{Applied, ConnectError, StoreError, ACQUIRE_TIMEOUT};
 use crate::domain::Delivery;
 
@@ -114,9 +114,9 @@ impl Commit for SqliteWriter {
         .await?;
         let now = super::now();
         let plan = plan::plan(deliveries, Loaded::from_rows(rows)?, now);
-        save(&mut tx, &plan, now).await?;
+        let announced = save(&mut tx, &plan, now).await?;
         tx.commit().await?;
-        if !plan.outbox.is_empty() {
+        if announced > 0 {
             self.announced.notify_one();
         }
         Ok(plan.answers)
@@ -125,11 +125,12 @@ impl Commit for SqliteWriter {
 
 /// Three statements whatever the batch's size, one per table: each takes its rows as one JSON
 /// array, so a batch costs three hops to SQLite's worker thread instead of three per event.
+/// Returns how many outbound events were written.
 async fn save(
     conn: &mut SqliteConnection,
     plan: &Plan<'_>,
     now: DateTime<Utc>,
-) -> Result<(), StoreError> {
+) -> Result<u64, StoreError> {
     let received_at = timestamp(now);
     let events: Vec<serde_json::Value> = plan
         .events
@@ -197,31 +198,32 @@ async fn save(
         .execute(&mut *conn)
         .await?;
     }
-    if !plan.outbox.is_empty() {
-        let outbox: Vec<serde_json::Value> = plan
-            .outbox
-            .iter()
-            .map(|row| {
-                serde_json::json!([
-                    row.id.simple().to_string(),
-                    row.shipment_id.simple().to_string(),
-                    row.change.as_str(),
-                    row.body,
-                    timestamp(row.created_at),
-                ])
-            })
-            .collect();
-        sqlx::query(
-            "INSERT INTO outbox_events (id, shipment_id, event_type, body, created_at) \
-             SELECT unhex(value ->> 0), unhex(value ->> 1), value ->> 2, value ->> 3, \
-                    value ->> 4 \
-             FROM json_each($1)",
-        )
-        .bind(Json(outbox))
-        .execute(&mut *conn)
-        .await?;
+    if plan.outbox.is_empty() {
+        return Ok(0);
     }
-    Ok(())
+    let outbox: Vec<serde_json::Value> = plan
+        .outbox
+        .iter()
+        .map(|row| {
+            serde_json::json!([
+                row.id.simple().to_string(),
+                row.shipment_id.simple().to_string(),
+                row.change.as_str(),
+                row.body,
+                timestamp(row.created_at),
+            ])
+        })
+        .collect();
+    let written = sqlx::query(&format!(
+        "INSERT INTO outbox_events (id, shipment_id, event_type, body, created_at) \
+         SELECT unhex(value ->> 0), unhex(value ->> 1), value ->> 2, value ->> 3, \
+                value ->> 4 \
+         FROM json_each($1) WHERE {WHILE_SUBSCRIBED}"
+    ))
+    .bind(Json(outbox))
+    .execute(&mut *conn)
+    .await?;
+    Ok(written.rows_affected())
 }
 
 /// A time as sqlx writes one to SQLite, so that every stored time has one format.

@@ -1,5 +1,5 @@
--- PostgreSQL's own ceiling for the service's per-event work: record the event id, create the
--- shipment, in one statement and one durable commit (pgbench -f; unique ids per transaction).
+-- Informational: the same per-event work as pg_ceiling_minimal.sql on the service's own schema
+-- (its wider rows and extra indexes), run the same way.
 WITH e AS (
     INSERT INTO processed_events (event_id, derived_id, event_type, order_id, outcome, shipment_id, received_at)
     VALUES (gen_random_uuid()::text, false, 'order.created', gen_random_uuid()::text, 'processed', gen_random_uuid(), now())
