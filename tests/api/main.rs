@@ -17,6 +17,7 @@ mod send;
 mod shutdown;
 mod signatures;
 mod slow_clients;
+mod startup;
 mod status;
 mod subscriber;
 mod unavailable;
