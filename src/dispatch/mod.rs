@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 
 use crate::metrics::Metrics;
 use crate::retry::RetryPolicy;
-use crate::store::{Settlement, Store};
+use crate::store::{DeliveryStatus, Settlement, Store};
 
 pub use attempt::{signed_request, ATTEMPT_TIMEOUT};
 
@@ -28,6 +28,8 @@ const LEASE: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(500);
 /// How long to wait for more attempts to finish before settling those that have.
 const GATHER: Duration = Duration::from_millis(2);
+/// The first pause between rounds in which no attempt succeeded.
+const FAILING_PAUSE: Duration = Duration::from_millis(50);
 /// Pause after the database failed, before trying again.
 const BACKOFF: Duration = Duration::from_secs(1);
 
@@ -62,6 +64,7 @@ impl Dispatcher {
         let mut in_flight: JoinSet<Settlement> = JoinSet::new();
         // New outbound events may be waiting (another instance's, or from before a restart).
         let mut fan_out = true;
+        let mut failing = Duration::ZERO;
         loop {
             // Refill at half empty: claims then come in rounds, not one per finished attempt.
             if in_flight.len() <= IN_FLIGHT / 2 {
@@ -92,6 +95,15 @@ impl Dispatcher {
                         settled.extend(done.ok());
                     }
                     self.settle(&settled).await;
+                    // While nothing gets through (a subscriber down), attempting the backlog
+                    // as fast as it can be claimed would only load the database the webhooks
+                    // need: pause between rounds, doubling up to a second, until one succeeds.
+                    failing = if settled.iter().any(|s| s.status == DeliveryStatus::Delivered) {
+                        Duration::ZERO
+                    } else {
+                        (failing * 2).clamp(FAILING_PAUSE, Duration::from_secs(1))
+                    };
+                    tokio::time::sleep(failing).await;
                 }
                 () = wake.notified() => fan_out = true,
                 () = tokio::time::sleep(POLL) => fan_out = true,
