@@ -171,14 +171,18 @@ pub fn fold(facts: &[Fact]) -> Option<Folded> {
 pub struct OrderLife {
     facts: Vec<Fact>,
     operator_status: Option<ShipmentStatus>,
+    /// `fold(&facts)`, kept so that each new event folds the history once.
+    current: Option<Folded>,
 }
 
 /// The decision for one new event of an order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
     pub outcome: Outcome,
     /// The version the event is recorded with: the sender's, or the one it is placed at.
     pub version: i64,
+    /// The shipment after the event, when the event created or changed it.
+    pub shipment: Option<Folded>,
 }
 
 impl OrderLife {
@@ -187,19 +191,20 @@ impl OrderLife {
         recorded: impl IntoIterator<Item = (Outcome, Fact)>,
         operator_status: Option<ShipmentStatus>,
     ) -> OrderLife {
-        let facts = recorded
+        let facts: Vec<Fact> = recorded
             .into_iter()
             .filter(|(outcome, _)| outcome.joins_history())
             .map(|(_, fact)| fact)
             .collect();
         OrderLife {
+            current: fold(&facts),
             facts,
             operator_status,
         }
     }
 
     pub fn shipment(&self) -> Option<Folded> {
-        fold(&self.facts)
+        self.current.clone()
     }
 
     pub fn operator_status(&self) -> Option<ShipmentStatus> {
@@ -220,28 +225,35 @@ impl OrderLife {
             }
         });
         let is_created = |change: &Change| matches!(change, Change::Created(_));
-        let outcome = if is_created(&event.change)
-            && self.facts.iter().any(|fact| is_created(&fact.change))
-        {
-            Outcome::Duplicate
-        } else if ShipmentStatus::is_final_by_operator(self.operator_status) {
-            Outcome::TooLate
-        } else {
-            let before = self.shipment();
-            self.facts.push(Fact {
-                event_id: event_id.to_owned(),
-                version,
-                occurred_at: event.occurred_at,
-                change: event.change.clone(),
-            });
-            match (before, self.shipment()) {
-                (_, None) => Outcome::Parked,
-                (None, Some(_)) => Outcome::Processed,
-                (Some(before), Some(after)) if before != after => Outcome::Updated,
-                (Some(_), Some(_)) => Outcome::Stale,
-            }
+        let decision = |outcome| Decision {
+            outcome,
+            version,
+            shipment: None,
         };
-        Decision { outcome, version }
+        if is_created(&event.change) && self.facts.iter().any(|fact| is_created(&fact.change)) {
+            return decision(Outcome::Duplicate);
+        }
+        if ShipmentStatus::is_final_by_operator(self.operator_status) {
+            return decision(Outcome::TooLate);
+        }
+        self.facts.push(Fact {
+            event_id: event_id.to_owned(),
+            version,
+            occurred_at: event.occurred_at,
+            change: event.change.clone(),
+        });
+        let after = fold(&self.facts);
+        let before = std::mem::replace(&mut self.current, after.clone());
+        let outcome = match (before, &after) {
+            (_, None) => Outcome::Parked,
+            (None, Some(_)) => Outcome::Processed,
+            (Some(before), Some(after)) if before != *after => Outcome::Updated,
+            (Some(_), Some(_)) => Outcome::Stale,
+        };
+        Decision {
+            shipment: after.filter(|_| outcome.changes_shipment()),
+            ..decision(outcome)
+        }
     }
 }
 

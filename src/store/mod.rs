@@ -79,6 +79,12 @@ pub(super) fn now() -> chrono::DateTime<chrono::Utc> {
     chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 6)
 }
 
+/// A time as text the same way on both backends, and as sqlx writes one to SQLite: for the
+/// statements that take their rows as one JSON array.
+pub(super) fn time_text(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false)
+}
+
 /// How long a request may wait for a database connection before it is told to retry (503).
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 

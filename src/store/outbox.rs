@@ -10,7 +10,7 @@ use serde::Serialize;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::{paginate, Page, PageRequest, Store, StoreError};
+use super::{paginate, time_text, Page, PageRequest, Store, StoreError};
 use crate::domain::{NewSubscription, ShipmentChange, Subscription, SubscriptionPatch};
 
 /// Fan-outs take this advisory lock, one at a time across instances, so deliveries are made in
@@ -620,11 +620,6 @@ impl Store {
             oldest_pending_age: oldest.and_then(|at| (super::now() - at).to_std().ok()),
         })
     }
-}
-
-/// A time as text the same way on both backends (and as sqlx writes one to SQLite).
-fn time_text(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false)
 }
 
 /// The few spellings that differ between the backends, so that the statements above are

@@ -10,8 +10,8 @@ use uuid::Uuid;
 
 use super::Applied;
 use crate::domain::{
-    Announcement, Change, Delivery, Event, Fact, OrderLife, Outcome, Shipment, ShipmentChange,
-    ShipmentStatus,
+    Announcement, Change, Delivery, Event, Fact, Folded, OrderLife, Outcome, Shipment,
+    ShipmentChange, ShipmentStatus,
 };
 
 /// What a batch needs from the database, read after its orders are locked.
@@ -178,8 +178,9 @@ pub(super) fn plan<'a>(
                     }
                 });
                 let decision = slot.life.apply(&delivery.event_id, event);
-                if decision.outcome.changes_shipment() {
-                    let after = next_shipment(slot, &event.order_id, &delivery.event_id, now);
+                if let Some(folded) = decision.shipment {
+                    let after =
+                        next_shipment(slot, folded, &event.order_id, &delivery.event_id, now);
                     outbox.push(OutboxRow::announce(slot.shipment.as_ref(), &after, now));
                     slot.shipment = Some(after);
                     slot.changed = true;
@@ -227,11 +228,13 @@ pub(super) fn plan<'a>(
 
 /// The slot's shipment after its order's fold changed: what the fold decides, on top of what
 /// it does not (its id, when and by which event it was created, the operator's fields).
-fn next_shipment(slot: &OrderSlot, order_id: &str, event_id: &str, now: DateTime<Utc>) -> Shipment {
-    let folded = slot
-        .life
-        .shipment()
-        .expect("an event that changes the shipment leaves one");
+fn next_shipment(
+    slot: &OrderSlot,
+    folded: Folded,
+    order_id: &str,
+    event_id: &str,
+    now: DateTime<Utc>,
+) -> Shipment {
     let before = slot.shipment.as_ref();
     let operator_status = slot.life.operator_status();
     Shipment {

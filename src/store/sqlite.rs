@@ -19,7 +19,7 @@ use sqlx::{Connection, SqliteConnection};
 use super::batch::{Batcher, Commit};
 use super::plan::{self, Loaded, Plan};
 use super::rows::{load_sql, LoadRow, UPSERT_SHIPMENT, WHILE_SUBSCRIBED};
-use super::{Applied, ConnectError, StoreError, ACQUIRE_TIMEOUT};
+use super::{time_text, Applied, ConnectError, StoreError, ACQUIRE_TIMEOUT};
 use crate::domain::Delivery;
 
 const DEFAULT_READERS: u32 = 4;
@@ -131,7 +131,7 @@ async fn save(
     plan: &Plan<'_>,
     now: DateTime<Utc>,
 ) -> Result<u64, StoreError> {
-    let received_at = timestamp(now);
+    let received_at = time_text(now);
     let events: Vec<serde_json::Value> = plan
         .events
         .iter()
@@ -146,7 +146,7 @@ async fn save(
                 row.version,
                 row.state().map(|state| state.0),
                 row.reason(),
-                row.occurred_at.map(timestamp),
+                row.occurred_at.map(time_text),
                 received_at,
             ])
         })
@@ -179,9 +179,9 @@ async fn save(
                     shipment.revision,
                     shipment.cancel_reason,
                     shipment.source_event_id,
-                    timestamp(shipment.ordered_at),
-                    timestamp(shipment.created_at),
-                    timestamp(shipment.updated_at),
+                    time_text(shipment.ordered_at),
+                    time_text(shipment.created_at),
+                    time_text(shipment.updated_at),
                 ])
             })
             .collect();
@@ -210,7 +210,7 @@ async fn save(
                 row.shipment_id.simple().to_string(),
                 row.change.as_str(),
                 row.body,
-                timestamp(row.created_at),
+                time_text(row.created_at),
             ])
         })
         .collect();
@@ -224,9 +224,4 @@ async fn save(
     .execute(&mut *conn)
     .await?;
     Ok(written.rows_affected())
-}
-
-/// A time as sqlx writes one to SQLite, so that every stored time has one format.
-fn timestamp(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false)
 }

@@ -339,6 +339,17 @@ impl TestApp {
         items[0].clone()
     }
 
+    /// Creates `order`'s shipment with the seed's event; returns the shipment's id.
+    pub async fn create_shipment(&self, order: &str) -> String {
+        let receipt: Value = self
+            .post_event(&order_event(order))
+            .await
+            .json()
+            .await
+            .unwrap();
+        receipt["shipment_id"].as_str().unwrap().to_owned()
+    }
+
     /// A REST call with the bearer token and, when given, a JSON body.
     pub async fn call(
         &self,

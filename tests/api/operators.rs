@@ -3,7 +3,7 @@
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, lifecycle_event, order_event, spawn_app, Backend, TestApp};
+use crate::helpers::{assert_problem, lifecycle_event, spawn_app, Backend, TestApp};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -15,16 +15,6 @@ on_both_backends!(
     subscriptions_are_managed_and_their_secret_is_shown_only_on_request,
     bad_subscriptions_are_422,
 );
-
-async fn shipment(app: &TestApp, order: &str) -> String {
-    let receipt: Value = app
-        .post_event(&order_event(order))
-        .await
-        .json()
-        .await
-        .unwrap();
-    receipt["shipment_id"].as_str().unwrap().to_owned()
-}
 
 async fn patch(app: &TestApp, id: &str, body: Value, if_match: Option<&str>) -> reqwest::Response {
     let mut request = app
@@ -44,7 +34,7 @@ fn etag(response: &reqwest::Response) -> String {
 
 async fn a_shipment_moves_along_and_each_move_has_a_new_etag(backend: Backend) {
     let app = spawn_app(backend).await;
-    let id = shipment(&app, "ORD-MOVE").await;
+    let id = app.create_shipment("ORD-MOVE").await;
     let first = app.get_api(&format!("/shipments/{id}")).await;
     assert_eq!(etag(&first), "\"1\"");
 
@@ -80,7 +70,7 @@ async fn a_shipment_moves_along_and_each_move_has_a_new_etag(backend: Backend) {
 
 async fn an_illegal_move_is_409_naming_both_statuses(backend: Backend) {
     let app = spawn_app(backend).await;
-    let id = shipment(&app, "ORD-ILLEGAL").await;
+    let id = app.create_shipment("ORD-ILLEGAL").await;
 
     let problem = assert_problem(
         patch(&app, &id, json!({"status": "shipped"}), None).await,
@@ -104,7 +94,7 @@ async fn an_illegal_move_is_409_naming_both_statuses(backend: Backend) {
 
 async fn a_stale_if_match_is_412_and_changes_nothing(backend: Backend) {
     let app = spawn_app(backend).await;
-    let id = shipment(&app, "ORD-ETAG").await;
+    let id = app.create_shipment("ORD-ETAG").await;
     patch(&app, &id, json!({"status": "packed"}), None).await;
 
     for stale in ["\"1\"", "garbage"] {
@@ -121,7 +111,7 @@ async fn a_stale_if_match_is_412_and_changes_nothing(backend: Backend) {
 
 async fn bad_patches_are_rejected_with_the_right_status(backend: Backend) {
     let app = spawn_app(backend).await;
-    let id = shipment(&app, "ORD-BAD").await;
+    let id = app.create_shipment("ORD-BAD").await;
 
     let invalid = patch(&app, &id, json!({"status": "lost", "colour": "red"}), None).await;
     let problem = assert_problem(invalid, 422).await;
@@ -159,8 +149,8 @@ async fn bad_patches_are_rejected_with_the_right_status(backend: Backend) {
 
 async fn after_shipping_order_events_are_too_late_but_packed_still_folds(backend: Backend) {
     let app = spawn_app(backend).await;
-    let packed = shipment(&app, "ORD-PACKED").await;
-    let shipped = shipment(&app, "ORD-SHIPPED").await;
+    let packed = app.create_shipment("ORD-PACKED").await;
+    let shipped = app.create_shipment("ORD-SHIPPED").await;
     patch(&app, &packed, json!({"status": "packed"}), None).await;
     for status in ["packed", "shipped"] {
         patch(&app, &shipped, json!({"status": status}), None).await;

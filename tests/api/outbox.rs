@@ -8,7 +8,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    assert_problem, lifecycle_event, order_event, spawn_app, spawn_app_with, Backend, TestApp,
+    assert_problem, lifecycle_event, spawn_app, spawn_app_with, Backend, TestApp,
 };
 use crate::on_both_backends;
 use crate::subscriber::{Answer, Subscriber};
@@ -39,21 +39,11 @@ async fn patch(app: &TestApp, shipment: &str, body: Value) -> reqwest::Response 
     .await
 }
 
-async fn create(app: &TestApp, order: &str) -> String {
-    let receipt: Value = app
-        .post_event(&order_event(order))
-        .await
-        .json()
-        .await
-        .unwrap();
-    receipt["shipment_id"].as_str().unwrap().to_owned()
-}
-
 async fn every_change_is_delivered_in_order_and_signed_both_ways(backend: Backend) {
     let app = spawn_app(backend).await;
     let (subscriber, _) = subscribed(&app).await;
 
-    let shipment = create(&app, "ORD-OUT").await;
+    let shipment = app.create_shipment("ORD-OUT").await;
     let mut update = lifecycle_event("order.updated", "ORD-OUT", None);
     update["data"]["customer_id"] = json!("CUST-NEW");
     app.post_event(&update).await;
@@ -107,7 +97,7 @@ async fn a_failing_subscriber_is_retried_honouring_retry_after(backend: Backend)
     let (subscriber, _) = subscribed(&app).await;
     subscriber.script(&[Answer::Status(503), Answer::TooMany(2)]);
 
-    create(&app, "ORD-RETRY").await;
+    app.create_shipment("ORD-RETRY").await;
     let received = subscriber
         .wait_for("the retried delivery", |received| !received.is_empty())
         .await;
@@ -163,7 +153,7 @@ async fn a_client_error_fails_at_once_and_retry_delivers_it(backend: Backend) {
     let (subscriber, _) = subscribed(&app).await;
     subscriber.script(&[Answer::Status(400)]);
 
-    create(&app, "ORD-400").await;
+    app.create_shipment("ORD-400").await;
     let id = only_delivery(&app).await;
     let failed = wait_for_status(&app, &id, "failed").await;
 
@@ -187,7 +177,7 @@ async fn gone_deactivates_the_subscription(backend: Backend) {
     let (subscriber, subscription) = subscribed(&app).await;
     subscriber.script(&[Answer::Status(410)]);
 
-    create(&app, "ORD-GONE").await;
+    app.create_shipment("ORD-GONE").await;
     let id = only_delivery(&app).await;
     wait_for_status(&app, &id, "failed").await;
 
@@ -203,7 +193,7 @@ async fn after_its_retries_a_delivery_fails_and_recover_queues_it_again(backend:
     subscriber.script(&[Answer::Status(500), Answer::Status(500)]);
     let before = chrono::Utc::now() - chrono::Duration::seconds(5);
 
-    create(&app, "ORD-RECOVER").await;
+    app.create_shipment("ORD-RECOVER").await;
     let id = only_delivery(&app).await;
     let failed = wait_for_status(&app, &id, "failed").await;
     assert_eq!(
@@ -231,7 +221,7 @@ async fn a_timeout_is_retried(backend: Backend) {
     let (subscriber, _) = subscribed(&app).await;
     subscriber.script(&[Answer::Slow(Duration::from_secs(11))]);
 
-    create(&app, "ORD-SLOW").await;
+    app.create_shipment("ORD-SLOW").await;
     let id = only_delivery(&app).await;
     let delivered = wait_for_status(&app, &id, "delivered").await;
 
@@ -245,7 +235,7 @@ async fn dispatch_off_delivers_nothing(backend: Backend) {
     let app = spawn_app_with(backend, &[("DISPATCH", "off")]).await;
     let (subscriber, _) = subscribed(&app).await;
 
-    create(&app, "ORD-OFF").await;
+    app.create_shipment("ORD-OFF").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     assert_eq!(subscriber.attempts(), 0);
