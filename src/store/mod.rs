@@ -20,13 +20,14 @@ macro_rules! on_pool {
     };
 }
 
-/// Runs `body` in a write transaction: on SQLite on the one writer connection, begun with
-/// `BEGIN IMMEDIATE` (the write lock up front); on PostgreSQL on a pooled connection, begun
+/// Runs `body` in a write transaction: on SQLite on the sqlx writer connection in its turn
+/// beside the batch writer, begun with `BEGIN IMMEDIATE` (the write lock up front); on PostgreSQL on a pooled connection, begun
 /// with `pg_begin` (which may take locks in the same round trip). `body` commits.
 macro_rules! in_transaction {
     ($store:expr, $pg_begin:expr, |$tx:ident| $body:expr) => {
         match $store {
             Store::Sqlite(store) => {
+                let _turn = store.write_turn.lock().await;
                 let mut conn = store
                     .writer
                     .acquire()
@@ -122,18 +123,21 @@ pub enum ConnectError {
     Database(#[from] sqlx::Error),
 }
 
+/// The error beneath a [`StoreError`]: from sqlx, or from SQLite's writer connection.
+pub type Cause = Arc<dyn std::error::Error + Send + Sync>;
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The database cannot take the request now (down, restarting, locked, pool exhausted):
     /// nothing was recorded and the sender should retry.
     #[error("the database is unavailable")]
-    Unavailable(#[source] Arc<sqlx::Error>),
+    Unavailable(#[source] Cause),
     /// The database refuses a value of the request itself (too long for an index, not valid
     /// in its encoding): the same request would fail again, and it is the sender's to fix.
     #[error("the database cannot store a value of this request")]
-    Refused(#[source] Arc<sqlx::Error>),
+    Refused(#[source] Cause),
     #[error("the database failed")]
-    Internal(#[source] Arc<sqlx::Error>),
+    Internal(#[source] Cause),
 }
 
 impl StoreError {
@@ -142,7 +146,7 @@ impl StoreError {
     }
 
     /// Errors while getting a connection all mean the database is out of reach.
-    fn unavailable(error: sqlx::Error) -> StoreError {
+    fn unavailable(error: impl std::error::Error + Send + Sync + 'static) -> StoreError {
         StoreError::Unavailable(Arc::new(error))
     }
 
@@ -151,67 +155,91 @@ impl StoreError {
     fn is_lost_race(&self) -> bool {
         match self {
             StoreError::Internal(error) => error
-                .as_database_error()
+                .downcast_ref::<sqlx::Error>()
+                .and_then(sqlx::Error::as_database_error)
                 .is_some_and(|error| error.is_unique_violation()),
             StoreError::Unavailable(_) | StoreError::Refused(_) => false,
         }
+    }
+
+    fn classify(class: ErrorClass, error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        let cause: Cause = Arc::new(error);
+        match class {
+            ErrorClass::Transient => StoreError::Unavailable(cause),
+            ErrorClass::RefusedValue => StoreError::Refused(cause),
+            ErrorClass::Other => StoreError::Internal(cause),
+        }
+    }
+}
+
+enum ErrorClass {
+    /// The same request can succeed later.
+    Transient,
+    /// A value the request carried. The limits of `domain` keep every known case from
+    /// reaching the database; this is the net under them.
+    RefusedValue,
+    Other,
+}
+
+/// SQLite's result codes, classified once for both of its drivers.
+fn sqlite_class(extended_code: i32) -> ErrorClass {
+    match extended_code & 0xff {
+        // BUSY, LOCKED, IOERR, FULL, CANTOPEN.
+        5 | 6 | 10 | 13 | 14 => ErrorClass::Transient,
+        // TOOBIG: a string or blob over the library's limit.
+        18 => ErrorClass::RefusedValue,
+        _ => ErrorClass::Other,
     }
 }
 
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> StoreError {
-        if is_transient(&error) {
-            StoreError::Unavailable(Arc::new(error))
-        } else if is_refused_value(&error) {
-            StoreError::Refused(Arc::new(error))
-        } else {
-            StoreError::Internal(Arc::new(error))
-        }
+        StoreError::classify(sqlx_class(&error), error)
     }
 }
 
-/// Errors about a value the request carried. The limits of `domain` keep every known case
-/// from reaching the database; this is the net under them.
-fn is_refused_value(error: &sqlx::Error) -> bool {
-    let sqlx::Error::Database(db) = error else {
-        return false;
-    };
-    if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
-        // SQLITE_TOOBIG: a string or blob over the library's limit.
-        return db.code().as_deref() == Some("18");
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> StoreError {
+        let class = match &error {
+            rusqlite::Error::SqliteFailure(failure, _) => sqlite_class(failure.extended_code),
+            _ => ErrorClass::Other,
+        };
+        StoreError::classify(class, error)
     }
-    // Class 22, data exception (a value too long or not valid); class 54, program limit
-    // exceeded (an index row too large).
-    let code = db.code().unwrap_or_default();
-    code.starts_with("22") || code.starts_with("54")
 }
 
-/// Errors after which the same request can succeed later. Classified here once.
-fn is_transient(error: &sqlx::Error) -> bool {
+fn sqlx_class(error: &sqlx::Error) -> ErrorClass {
     use sqlx::Error;
     match error {
         Error::PoolTimedOut
         | Error::PoolClosed
         | Error::Io(_)
         | Error::Tls(_)
-        | Error::WorkerCrashed => true,
+        | Error::WorkerCrashed => ErrorClass::Transient,
         Error::Database(db) if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() => {
-            // Primary result codes: BUSY, LOCKED, IOERR, FULL, CANTOPEN.
-            let code: i32 = db.code().and_then(|c| c.parse().ok()).unwrap_or_default();
-            matches!(code & 0xff, 5 | 6 | 10 | 13 | 14)
+            sqlite_class(db.code().and_then(|c| c.parse().ok()).unwrap_or_default())
         }
         Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
             // Connection failures, resource limits, statement timeouts, admin shutdown, lock
             // timeouts, and the serialization failures PostgreSQL asks clients to retry.
-            let code = db.code().unwrap_or_default();
-            code.starts_with("08")
+            if code.starts_with("08")
                 || code.starts_with("53")
                 || matches!(
                     &*code,
                     "57014" | "57P01" | "57P02" | "57P03" | "55P03" | "40001" | "40P01"
                 )
+            {
+                ErrorClass::Transient
+            // Class 22, data exception (a value too long or not valid); class 54, program
+            // limit exceeded (an index row too large).
+            } else if code.starts_with("22") || code.starts_with("54") {
+                ErrorClass::RefusedValue
+            } else {
+                ErrorClass::Other
+            }
         }
-        _ => false,
+        _ => ErrorClass::Other,
     }
 }
 

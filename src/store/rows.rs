@@ -161,6 +161,54 @@ pub(super) struct LoadRow {
     s_updated_at: Option<DateTime<Utc>>,
 }
 
+impl LoadRow {
+    /// The same row as SQLite's writer connection reads it (it runs outside sqlx).
+    pub fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<LoadRow> {
+        Ok(LoadRow {
+            order_id: row.get("order_id")?,
+            event_id: row.get("event_id")?,
+            derived_id: row.get("derived_id")?,
+            event_type: row.get("event_type")?,
+            outcome: row.get("outcome")?,
+            version: row.get("version")?,
+            state: json_column(row, "state")?,
+            reason: row.get("reason")?,
+            occurred_at: row.get("occurred_at")?,
+            operator_status: row.get("operator_status")?,
+            s_seq: row.get("s_seq")?,
+            s_id: row.get("s_id")?,
+            s_customer_id: row.get("s_customer_id")?,
+            s_items: json_column(row, "s_items")?,
+            s_shipping_address: json_column(row, "s_shipping_address")?,
+            s_status: row.get("s_status")?,
+            s_version: row.get("s_version")?,
+            s_revision: row.get("s_revision")?,
+            s_cancel_reason: row.get("s_cancel_reason")?,
+            s_carrier: row.get("s_carrier")?,
+            s_tracking_number: row.get("s_tracking_number")?,
+            s_source_event_id: row.get("s_source_event_id")?,
+            s_ordered_at: row.get("s_ordered_at")?,
+            s_created_at: row.get("s_created_at")?,
+            s_updated_at: row.get("s_updated_at")?,
+        })
+    }
+}
+
+/// A JSON text column, decoded as sqlx decodes `Json<T>`.
+fn json_column<T: serde::de::DeserializeOwned>(
+    row: &rusqlite::Row<'_>,
+    name: &str,
+) -> rusqlite::Result<Option<Json<T>>> {
+    let Some(text) = row.get_ref(name)?.as_str_or_null()? else {
+        return Ok(None);
+    };
+    serde_json::from_str(text)
+        .map(|value| Some(Json(value)))
+        .map_err(|error| {
+            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, error.into())
+        })
+}
+
 impl Loaded {
     pub fn from_rows(rows: Vec<LoadRow>) -> Result<Loaded, StoreError> {
         let mut loaded = Loaded::default();

@@ -1,20 +1,21 @@
-//! SQLite: one file, one writer. All writes go through the group-committing writer task
-//! (`batch.rs`), which owns the only write connection: one fsync covers a whole batch, and no
-//! request ever meets `database is locked` from a sibling connection. Reads use their own
-//! pool (WAL lets them run beside the writer).
+//! SQLite: one file, one writer at a time. Webhooks go through the group-committing writer
+//! (`batch.rs`) on a thread of its own with its own connection, opened without sqlx: a batch
+//! is a handful of calls into SQLite with statements prepared once, where each sqlx call
+//! would be a round trip to sqlx's worker thread, which cost more than the work. One fsync
+//! covers a whole batch. The other writes (operators, subscriptions, the dispatcher) use one
+//! sqlx connection and take turns with the batch writer, so neither waits in SQLite's
+//! busy handler. Reads use their own pool (WAL lets them run beside the writer).
 
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::Notify;
-
 use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, TransactionBehavior};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::types::Json;
-use sqlx::{Connection, SqliteConnection};
+use tokio::sync::Notify;
 
 use super::batch::{Batcher, Commit};
 use super::plan::{self, Loaded, Plan};
@@ -23,13 +24,17 @@ use super::{time_text, Applied, ConnectError, StoreError, ACQUIRE_TIMEOUT};
 use crate::domain::Delivery;
 
 const DEFAULT_READERS: u32 = 4;
-/// Another process (a second instance, `migrate`) may hold the write lock briefly.
+/// Another process (a second instance, `migrate`) may hold the write lock briefly. Also the
+/// batch writer's deadline for a lock wait: its calls block, so the batcher's own deadline
+/// cannot cut them short.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct SqliteStore {
     pub(super) readers: SqlitePool,
     pub(super) writer: SqlitePool,
+    /// Held by whichever of this process's two writing connections writes.
+    pub(super) write_turn: Arc<tokio::sync::Mutex<()>>,
     pub(super) batcher: Batcher,
     /// Woken after every commit that wrote outbound events.
     pub(super) announced: Arc<Notify>,
@@ -69,13 +74,22 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         let announced = Arc::new(Notify::new());
-        let batcher = Batcher::spawn(SqliteWriter {
-            pool: writer.clone(),
-            announced: announced.clone(),
-        });
+        let write_turn = Arc::new(tokio::sync::Mutex::new(()));
+        let batcher = open_batch_writer(&path)
+            .map_err(StoreError::from)
+            .and_then(|conn| {
+                Batcher::spawn_thread(SqliteWriter {
+                    conn: Mutex::new(conn),
+                    write_turn: write_turn.clone(),
+                    announced: announced.clone(),
+                })
+                .map_err(StoreError::unavailable)
+            })
+            .map_err(|error| cannot_open(crate::telemetry::error_chain(&error)))?;
         Ok(SqliteStore {
             readers,
             writer,
+            write_turn,
             batcher,
             announced,
             description: format!("SQLite {}", path.display()),
@@ -93,135 +107,133 @@ impl SqliteStore {
     }
 }
 
+/// The sqlx connections above made the file a WAL database; these settings are per connection.
+fn open_batch_writer(path: &std::path::Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // FULL: a 2xx promises the event survives a power loss.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    Ok(conn)
+}
+
 struct SqliteWriter {
-    pool: SqlitePool,
+    /// Only the writer's thread uses it; the mutex makes it shareable, never waits.
+    conn: Mutex<Connection>,
+    write_turn: Arc<tokio::sync::Mutex<()>>,
     announced: Arc<Notify>,
 }
 
 impl Commit for SqliteWriter {
     async fn commit(&self, deliveries: &[&Delivery]) -> Result<Vec<Applied>, StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(StoreError::unavailable)?;
-        // IMMEDIATE takes the write lock up front: it is the lock on every order at once, and
-        // what is read below cannot change before the commit.
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-        let rows: Vec<LoadRow> = sqlx::query_as(&load_sql(
-            "IN (SELECT value FROM json_each($1))",
-            "IN (SELECT value FROM json_each($2))",
-        ))
-        .bind(Json(plan::orders_of(deliveries)))
-        .bind(Json(plan::event_ids_of(deliveries)))
-        .fetch_all(&mut *tx)
-        .await?;
-        let now = super::now();
-        let plan = plan::plan(deliveries, Loaded::from_rows(rows)?, now);
-        let announced = save(&mut tx, &plan, now).await?;
-        tx.commit().await?;
+        let _turn = self.write_turn.lock().await;
+        let (answers, announced) = self.apply(deliveries)?;
         if announced > 0 {
             self.announced.notify_one();
         }
-        Ok(plan.answers)
+        Ok(answers)
     }
 }
 
-/// Three statements whatever the batch's size, one per table: each takes its rows as one JSON
-/// array, so a batch costs three hops to SQLite's worker thread instead of three per event.
+static LOAD: LazyLock<String> = LazyLock::new(|| {
+    load_sql(
+        "IN (SELECT value FROM json_each(?1))",
+        "IN (SELECT value FROM json_each(?2))",
+    )
+});
+
+impl SqliteWriter {
+    /// Returns each delivery's answer and how many outbound events were written.
+    fn apply(&self, deliveries: &[&Delivery]) -> Result<(Vec<Applied>, usize), StoreError> {
+        let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        // IMMEDIATE takes the write lock up front: it is the lock on every order at once, and
+        // what is read below cannot change before the commit.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let rows = tx
+            .prepare_cached(&LOAD)?
+            .query_map(
+                params![
+                    json_text(&plan::orders_of(deliveries)),
+                    json_text(&plan::event_ids_of(deliveries)),
+                ],
+                LoadRow::from_sqlite,
+            )?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let now = super::now();
+        let plan = plan::plan(deliveries, Loaded::from_rows(rows)?, now);
+        let announced = save(&tx, &plan, now)?;
+        tx.commit()?;
+        Ok((plan.answers, announced))
+    }
+}
+
+fn json_text(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).expect("plain data always serialises")
+}
+
+/// One prepared statement per table, run once per row: calls into the library in this
+/// thread, each cheaper than encoding the rows for one statement. Times are written as text
+/// the way sqlx writes them, since the other connections read and compare them.
 /// Returns how many outbound events were written.
-async fn save(
-    conn: &mut SqliteConnection,
-    plan: &Plan<'_>,
-    now: DateTime<Utc>,
-) -> Result<u64, StoreError> {
+fn save(conn: &Connection, plan: &Plan<'_>, now: DateTime<Utc>) -> rusqlite::Result<usize> {
     let received_at = time_text(now);
-    let events: Vec<serde_json::Value> = plan
-        .events
-        .iter()
-        .map(|row| {
-            serde_json::json!([
-                row.event_id,
-                row.derived_id,
-                row.event_type,
-                row.order_id,
-                row.outcome.as_str(),
-                row.shipment_id.map(|id| id.simple().to_string()),
-                row.version,
-                row.state().map(|state| state.0),
-                row.reason(),
-                row.occurred_at.map(time_text),
-                received_at,
-            ])
-        })
-        .collect();
-    sqlx::query(
+    let mut insert_event = conn.prepare_cached(
         "INSERT INTO processed_events (event_id, derived_id, event_type, order_id, outcome, \
                                        shipment_id, version, state, reason, occurred_at, \
                                        received_at) \
-         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, \
-                unhex(value ->> 5), value ->> 6, value ->> 7, value ->> 8, value ->> 9, \
-                value ->> 10 \
-         FROM json_each($1)",
-    )
-    .bind(Json(events))
-    .execute(&mut *conn)
-    .await?;
-    if !plan.shipments.is_empty() {
-        let shipments: Vec<serde_json::Value> = plan
-            .shipments
-            .iter()
-            .map(|shipment| {
-                serde_json::json!([
-                    shipment.id.simple().to_string(),
-                    shipment.order_id,
-                    shipment.customer_id,
-                    shipment.items,
-                    shipment.shipping_address,
-                    shipment.status.as_str(),
-                    shipment.version,
-                    shipment.revision,
-                    shipment.cancel_reason,
-                    shipment.source_event_id,
-                    time_text(shipment.ordered_at),
-                    time_text(shipment.created_at),
-                    time_text(shipment.updated_at),
-                ])
-            })
-            .collect();
-        sqlx::query(&format!(
-            "INSERT INTO shipments (id, order_id, customer_id, items, shipping_address, status, \
-                                    version, revision, cancel_reason, source_event_id, \
-                                    ordered_at, created_at, updated_at) \
-             SELECT unhex(value ->> 0), value ->> 1, value ->> 2, value ->> 3, value ->> 4, \
-                    value ->> 5, value ->> 6, value ->> 7, value ->> 8, value ->> 9, \
-                    value ->> 10, value ->> 11, value ->> 12 \
-             FROM json_each($1) WHERE true {UPSERT_SHIPMENT}"
-        ))
-        .bind(Json(shipments))
-        .execute(&mut *conn)
-        .await?;
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?;
+    for row in &plan.events {
+        insert_event.execute(params![
+            row.event_id,
+            row.derived_id,
+            row.event_type,
+            row.order_id,
+            row.outcome.as_str(),
+            row.shipment_id,
+            row.version,
+            row.state().map(|state| json_text(&state)),
+            row.reason(),
+            row.occurred_at.map(time_text),
+            received_at,
+        ])?;
     }
-    if plan.outbox.is_empty() {
-        return Ok(0);
+    let mut upsert_shipment = conn.prepare_cached(&format!(
+        "INSERT INTO shipments (id, order_id, customer_id, items, shipping_address, status, \
+                                version, revision, cancel_reason, source_event_id, \
+                                ordered_at, created_at, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) {UPSERT_SHIPMENT}"
+    ))?;
+    for shipment in &plan.shipments {
+        upsert_shipment.execute(params![
+            shipment.id,
+            shipment.order_id,
+            shipment.customer_id,
+            json_text(&shipment.items),
+            json_text(&shipment.shipping_address),
+            shipment.status.as_str(),
+            shipment.version,
+            shipment.revision,
+            shipment.cancel_reason,
+            shipment.source_event_id,
+            time_text(shipment.ordered_at),
+            time_text(shipment.created_at),
+            time_text(shipment.updated_at),
+        ])?;
     }
-    let outbox: Vec<serde_json::Value> = plan
-        .outbox
-        .iter()
-        .map(|row| {
-            serde_json::json!([
-                row.id.simple().to_string(),
-                row.shipment_id.simple().to_string(),
-                row.change.as_str(),
-                row.body,
-                time_text(row.created_at),
-            ])
-        })
-        .collect();
-    let written = sqlx::query(&format!(
+    let mut announce = conn.prepare_cached(&format!(
         "INSERT INTO outbox_events (id, shipment_id, event_type, body, created_at) \
-         SELECT unhex(value ->> 0), unhex(value ->> 1), value ->> 2, value ->> 3, \
-                value ->> 4 \
-         FROM json_each($1) WHERE {WHILE_SUBSCRIBED}"
-    ))
-    .bind(Json(outbox))
-    .execute(&mut *conn)
-    .await?;
-    Ok(written.rows_affected())
+         SELECT ?1, ?2, ?3, ?4, ?5 WHERE {WHILE_SUBSCRIBED}"
+    ))?;
+    let mut written = 0;
+    for row in &plan.outbox {
+        written += announce.execute(params![
+            row.id,
+            row.shipment_id,
+            row.change.as_str(),
+            row.body,
+            time_text(row.created_at),
+        ])?;
+    }
+    Ok(written)
 }
