@@ -299,7 +299,6 @@ impl Store {
     /// Records the delivery's event id and makes its effect on the order's shipment, in one
     /// committed transaction (shared with the deliveries queued beside it). Returns only after
     /// the commit.
-    #[tracing::instrument(skip_all, fields(event_id = %delivery.event_id))]
     pub async fn apply(&self, delivery: Delivery) -> Result<Applied, StoreError> {
         match self {
             Store::Sqlite(store) => store.apply(delivery).await,
