@@ -119,6 +119,11 @@ pub enum ConnectError {
     Unreachable { address: String, reason: String },
     #[error("cannot open the SQLite database {path}: {reason}")]
     SqliteFile { path: String, reason: String },
+    #[error(
+        "an in-memory SQLite database would lose every acknowledged event when the service \
+         stops; give a file, e.g. sqlite://data/shipping.db"
+    )]
+    SqliteInMemory,
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }

@@ -46,6 +46,9 @@ impl SqliteStore {
         url: &str,
         max_connections: Option<u32>,
     ) -> Result<SqliteStore, ConnectError> {
+        if is_in_memory(url) {
+            return Err(ConnectError::SqliteInMemory);
+        }
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -105,6 +108,13 @@ impl SqliteStore {
         self.writer.close().await;
         self.readers.close().await;
     }
+}
+
+/// `sqlite::memory:` or `?mode=memory`: a 2xx promises the event is on disk. (The batch
+/// writer's own connection could not share such a database with sqlx's either.)
+fn is_in_memory(url: &str) -> bool {
+    let (database, query) = url.split_once('?').unwrap_or((url, ""));
+    database.ends_with(":memory:") || query.split('&').any(|pair| pair == "mode=memory")
 }
 
 /// The sqlx connections above made the file a WAL database; these settings are per connection.

@@ -52,6 +52,21 @@ fn an_unusable_sqlite_path_is_named() {
 }
 
 #[test]
+fn an_in_memory_sqlite_database_is_refused() {
+    for url in [
+        "sqlite::memory:",
+        "sqlite://:memory:",
+        "sqlite://shipping.db?mode=memory",
+    ] {
+        let error = serve_with_database(url);
+        assert!(
+            error.contains("DATABASE_URL: cannot open the database: an in-memory SQLite database would lose every acknowledged event"),
+            "{url}: {error}"
+        );
+    }
+}
+
+#[test]
 fn a_missing_database_is_reported_once() {
     let mut url = reqwest::Url::parse(&crate::helpers::admin_url()).unwrap();
     url.set_path("no_such_database_here");
