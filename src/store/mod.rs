@@ -459,3 +459,41 @@ impl<R> Page<R> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One classification for both SQLite drivers: the same failure is the same answer
+    /// whether sqlx's connection or the batch writer's met it.
+    #[test]
+    fn sqlite_result_codes_classify_the_same_through_both_drivers() {
+        let through_rusqlite = |code: i32| {
+            StoreError::from(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(code),
+                None,
+            ))
+        };
+        // SQLITE_BUSY, SQLITE_BUSY_SNAPSHOT (extended), SQLITE_LOCKED, SQLITE_IOERR_FSYNC,
+        // SQLITE_FULL, SQLITE_CANTOPEN: the sender retries.
+        for code in [5, 517, 6, 1034, 13, 14] {
+            assert!(
+                matches!(sqlite_class(code), ErrorClass::Transient),
+                "{code}"
+            );
+            assert!(
+                matches!(through_rusqlite(code), StoreError::Unavailable(_)),
+                "{code}"
+            );
+        }
+        // SQLITE_TOOBIG: the request's own value.
+        assert!(matches!(through_rusqlite(18), StoreError::Refused(_)));
+        // SQLITE_CONSTRAINT, SQLITE_CORRUPT: a failure of ours.
+        for code in [19, 11] {
+            assert!(
+                matches!(through_rusqlite(code), StoreError::Internal(_)),
+                "{code}"
+            );
+        }
+    }
+}
