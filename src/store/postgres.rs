@@ -4,7 +4,7 @@
 //! database safely because every batch first takes a transaction-scoped advisory lock per order.
 
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use tokio::sync::Notify;
 
@@ -119,7 +119,7 @@ impl Commit for PgWriter {
         let orders = plan::orders_of(deliveries);
         let mut conn = self.pool.acquire().await.map_err(StoreError::unavailable)?;
         let mut tx = conn.begin_with(begin_and_lock(&orders)).await?;
-        let rows: Vec<LoadRow> = sqlx::query_as(&load_sql("= ANY($1)", "= ANY($2)"))
+        let rows: Vec<LoadRow> = sqlx::query_as(&LOAD)
             .bind(&orders)
             .bind(plan::event_ids_of(deliveries))
             .fetch_all(&mut *tx)
@@ -159,6 +159,42 @@ pub(super) fn begin_and_lock(orders: &[String]) -> String {
     }
     sql
 }
+
+/// The batch's statements, built once: they are the same text every time.
+static LOAD: LazyLock<String> = LazyLock::new(|| load_sql("= ANY($1)", "= ANY($2)"));
+
+static SAVE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH events AS ( \
+           INSERT INTO processed_events (event_id, derived_id, event_type, order_id, outcome, \
+                                         shipment_id, version, state, reason, occurred_at, \
+                                         received_at) \
+           SELECT event_id, derived_id, event_type, order_id, outcome, shipment_id, \
+                  version, state::jsonb, reason, occurred_at, $1 \
+           FROM unnest($2::text[], $3::bool[], $4::text[], $5::text[], $6::text[], $7::uuid[], \
+                       $8::int8[], $9::text[], $10::text[], $11::timestamptz[]) \
+                AS e(event_id, derived_id, event_type, order_id, outcome, shipment_id, \
+                     version, state, reason, occurred_at) \
+         ), changed AS ( \
+           INSERT INTO shipments (id, order_id, customer_id, items, shipping_address, status, \
+                                  version, revision, cancel_reason, source_event_id, ordered_at, \
+                                  created_at, updated_at) \
+           SELECT id, order_id, customer_id, items::jsonb, shipping_address::jsonb, status, \
+                  version, revision, cancel_reason, source_event_id, ordered_at, created_at, $1 \
+           FROM unnest($12::uuid[], $13::text[], $14::text[], $15::text[], $16::text[], \
+                       $17::text[], $18::int8[], $19::int8[], $20::text[], $21::text[], \
+                       $22::timestamptz[], $23::timestamptz[]) \
+                AS w(id, order_id, customer_id, items, shipping_address, status, version, \
+                     revision, cancel_reason, source_event_id, ordered_at, created_at) \
+           {UPSERT_SHIPMENT} \
+         ) \
+         INSERT INTO outbox_events (id, shipment_id, event_type, body, created_at) \
+         SELECT id, shipment_id, event_type, body, $1 \
+         FROM unnest($24::uuid[], $25::uuid[], $26::text[], $27::text[]) \
+              AS o(id, shipment_id, event_type, body) \
+         WHERE {WHILE_SUBSCRIBED}"
+    )
+});
 
 /// Every row of the batch in one statement: its events, its shipments, its outbound events.
 /// Returns how many outbound events were written.
@@ -206,65 +242,36 @@ async fn save(
         outbox.types.push(row.change.as_str());
         outbox.bodies.push(&row.body);
     }
-    let written = sqlx::query(&format!(
-        "WITH events AS ( \
-           INSERT INTO processed_events (event_id, derived_id, event_type, order_id, outcome, \
-                                         shipment_id, version, state, reason, occurred_at, \
-                                         received_at) \
-           SELECT event_id, derived_id, event_type, order_id, outcome, shipment_id, \
-                  version, state::jsonb, reason, occurred_at, $1 \
-           FROM unnest($2::text[], $3::bool[], $4::text[], $5::text[], $6::text[], $7::uuid[], \
-                       $8::int8[], $9::text[], $10::text[], $11::timestamptz[]) \
-                AS e(event_id, derived_id, event_type, order_id, outcome, shipment_id, \
-                     version, state, reason, occurred_at) \
-         ), changed AS ( \
-           INSERT INTO shipments (id, order_id, customer_id, items, shipping_address, status, \
-                                  version, revision, cancel_reason, source_event_id, ordered_at, \
-                                  created_at, updated_at) \
-           SELECT id, order_id, customer_id, items::jsonb, shipping_address::jsonb, status, \
-                  version, revision, cancel_reason, source_event_id, ordered_at, created_at, $1 \
-           FROM unnest($12::uuid[], $13::text[], $14::text[], $15::text[], $16::text[], \
-                       $17::text[], $18::int8[], $19::int8[], $20::text[], $21::text[], \
-                       $22::timestamptz[], $23::timestamptz[]) \
-                AS w(id, order_id, customer_id, items, shipping_address, status, version, \
-                     revision, cancel_reason, source_event_id, ordered_at, created_at) \
-           {UPSERT_SHIPMENT} \
-         ) \
-         INSERT INTO outbox_events (id, shipment_id, event_type, body, created_at) \
-         SELECT id, shipment_id, event_type, body, $1 \
-         FROM unnest($24::uuid[], $25::uuid[], $26::text[], $27::text[]) \
-              AS o(id, shipment_id, event_type, body) \
-         WHERE {WHILE_SUBSCRIBED}"
-    ))
-    .bind(now)
-    .bind(events.event_ids)
-    .bind(events.derived_ids)
-    .bind(events.event_types)
-    .bind(events.order_ids)
-    .bind(events.outcomes)
-    .bind(events.shipment_ids)
-    .bind(events.versions)
-    .bind(events.states)
-    .bind(events.reasons)
-    .bind(events.occurred_ats)
-    .bind(shipments.ids)
-    .bind(shipments.order_ids)
-    .bind(shipments.customer_ids)
-    .bind(shipments.items)
-    .bind(shipments.addresses)
-    .bind(shipments.statuses)
-    .bind(shipments.versions)
-    .bind(shipments.revisions)
-    .bind(shipments.cancel_reasons)
-    .bind(shipments.source_event_ids)
-    .bind(shipments.ordered_ats)
-    .bind(shipments.created_ats)
-    .bind(outbox.ids)
-    .bind(outbox.shipment_ids)
-    .bind(outbox.types)
-    .bind(outbox.bodies)
-    .execute(&mut *conn)
-    .await?;
+    let written = sqlx::query(&SAVE)
+        .bind(now)
+        .bind(events.event_ids)
+        .bind(events.derived_ids)
+        .bind(events.event_types)
+        .bind(events.order_ids)
+        .bind(events.outcomes)
+        .bind(events.shipment_ids)
+        .bind(events.versions)
+        .bind(events.states)
+        .bind(events.reasons)
+        .bind(events.occurred_ats)
+        .bind(shipments.ids)
+        .bind(shipments.order_ids)
+        .bind(shipments.customer_ids)
+        .bind(shipments.items)
+        .bind(shipments.addresses)
+        .bind(shipments.statuses)
+        .bind(shipments.versions)
+        .bind(shipments.revisions)
+        .bind(shipments.cancel_reasons)
+        .bind(shipments.source_event_ids)
+        .bind(shipments.ordered_ats)
+        .bind(shipments.created_ats)
+        .bind(outbox.ids)
+        .bind(outbox.shipment_ids)
+        .bind(outbox.types)
+        .bind(outbox.bodies)
+        .execute(&mut *conn)
+        .await?;
     Ok(written.rows_affected())
 }
 

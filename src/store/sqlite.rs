@@ -145,6 +145,24 @@ impl Commit for SqliteWriter {
     }
 }
 
+/// The batch's statements that are assembled from shared pieces, built once: the statement
+/// cache finds them by their text on every batch.
+static UPSERT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO shipments (id, order_id, customer_id, items, shipping_address, status, \
+                                version, revision, cancel_reason, source_event_id, \
+                                ordered_at, created_at, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) {UPSERT_SHIPMENT}"
+    )
+});
+
+static ANNOUNCE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO outbox_events (id, shipment_id, event_type, body, created_at) \
+         SELECT ?1, ?2, ?3, ?4, ?5 WHERE {WHILE_SUBSCRIBED}"
+    )
+});
+
 static LOAD: LazyLock<String> = LazyLock::new(|| {
     load_sql(
         "IN (SELECT value FROM json_each(?1))",
@@ -208,12 +226,7 @@ fn save(conn: &Connection, plan: &Plan<'_>, now: DateTime<Utc>) -> rusqlite::Res
             received_at,
         ])?;
     }
-    let mut upsert_shipment = conn.prepare_cached(&format!(
-        "INSERT INTO shipments (id, order_id, customer_id, items, shipping_address, status, \
-                                version, revision, cancel_reason, source_event_id, \
-                                ordered_at, created_at, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) {UPSERT_SHIPMENT}"
-    ))?;
+    let mut upsert_shipment = conn.prepare_cached(&UPSERT)?;
     for shipment in &plan.shipments {
         upsert_shipment.execute(params![
             shipment.id,
@@ -231,10 +244,7 @@ fn save(conn: &Connection, plan: &Plan<'_>, now: DateTime<Utc>) -> rusqlite::Res
             time_text(shipment.updated_at),
         ])?;
     }
-    let mut announce = conn.prepare_cached(&format!(
-        "INSERT INTO outbox_events (id, shipment_id, event_type, body, created_at) \
-         SELECT ?1, ?2, ?3, ?4, ?5 WHERE {WHILE_SUBSCRIBED}"
-    ))?;
+    let mut announce = conn.prepare_cached(&ANNOUNCE)?;
     let mut written = 0;
     for row in &plan.outbox {
         written += announce.execute(params![
