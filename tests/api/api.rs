@@ -215,15 +215,7 @@ async fn metrics_count_outcomes_and_latency(backend: Backend) {
     app.post_event(&event).await;
     app.post_webhook(b"{}".to_vec(), &[]).await;
 
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
 
     assert_eq!(
         sample(&metrics, r#"webhook_events_total{outcome="processed"}"#),
@@ -270,16 +262,6 @@ async fn a_wrong_method_is_405_naming_the_allowed_one(backend: Backend) {
 
 async fn invented_methods_and_paths_add_no_metric_series(backend: Backend) {
     let app = spawn_app(backend).await;
-    let scrape = || async {
-        app.client
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
     let series = |text: &str| text.lines().filter(|l| !l.starts_with('#')).count();
     // One request of each kind first, so that their series exist.
     let method = reqwest::Method::from_bytes(b"FOO0").unwrap();
@@ -288,7 +270,7 @@ async fn invented_methods_and_paths_add_no_metric_series(backend: Backend) {
         .send()
         .await
         .unwrap();
-    let before = series(&scrape().await);
+    let before = series(&app.metrics().await);
 
     for n in 1..=20 {
         let method = reqwest::Method::from_bytes(format!("FOO{n}").as_bytes()).unwrap();
@@ -301,7 +283,7 @@ async fn invented_methods_and_paths_add_no_metric_series(backend: Backend) {
         assert_eq!(response.status(), 404);
     }
 
-    let after = scrape().await;
+    let after = app.metrics().await;
     assert!(!after.contains("FOO"), "methods are not labels");
     assert!(!after.contains("/x1"), "paths are not labels");
     // Only the scrape's own series may have appeared.

@@ -384,11 +384,27 @@ impl TestApp {
         )
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        let response = self.client.get(self.url("/metrics")).send().await.unwrap();
+        response.text().await.unwrap()
+    }
+
     pub async fn get_json(&self, path: &str) -> Value {
         let response = self.get_api(path).await;
         assert_eq!(response.status(), 200, "GET {path}");
         response.json().await.unwrap()
     }
+}
+
+/// The `field` of each error a 422 problem lists, in its order.
+pub fn problem_fields(problem: &Value) -> Vec<&str> {
+    problem["errors"]
+        .as_array()
+        .expect("a list of errors")
+        .iter()
+        .map(|error| error["field"].as_str().expect("a field name"))
+        .collect()
 }
 
 /// Asserts a problem+json answer with `status`, and returns its body.

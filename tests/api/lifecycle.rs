@@ -3,7 +3,9 @@
 
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, lifecycle_event, spawn_app, Backend, TestApp};
+use crate::helpers::{
+    assert_problem, lifecycle_event, problem_fields, spawn_app, Backend, TestApp,
+};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -229,13 +231,7 @@ async fn bad_lifecycle_events_are_422_and_store_nothing(backend: Backend) {
 
     for (event, expected) in cases {
         let problem = assert_problem(app.post_event(&event).await, 422).await;
-        let fields: Vec<&str> = problem["errors"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|error| error["field"].as_str().unwrap())
-            .collect();
-        assert_eq!(fields, expected);
+        assert_eq!(problem_fields(&problem), expected);
     }
     assert_eq!(app.db.count_events().await, 0);
     assert_eq!(app.db.count_shipments().await, 0);

@@ -1,7 +1,7 @@
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    assert_problem, now, order_event, spawn_app, standard_headers, Backend, WHSEC,
+    assert_problem, now, order_event, problem_fields, spawn_app, standard_headers, Backend, WHSEC,
 };
 use crate::on_both_backends;
 
@@ -151,14 +151,8 @@ async fn an_invalid_event_is_rejected_naming_every_field(backend: Backend) {
 
     let problem = assert_problem(app.post_event(&event).await, 422).await;
 
-    let fields: Vec<&str> = problem["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|error| error["field"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        fields,
+        problem_fields(&problem),
         [
             "data.order_id",
             "data.items[0].quantity",
