@@ -260,22 +260,10 @@ impl OrderLife {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Address, Item};
     use proptest::prelude::*;
 
     fn state(customer: &str) -> OrderState {
-        OrderState {
-            customer_id: customer.to_owned(),
-            items: vec![Item {
-                sku: "SKU".into(),
-                quantity: 1,
-            }],
-            shipping_address: Address {
-                street: "1 Road".into(),
-                city: "Town".into(),
-                zip: "1".into(),
-            },
-        }
+        OrderState::example(customer)
     }
 
     fn event(version: Option<i64>, change: Change) -> OrderEvent {

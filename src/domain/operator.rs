@@ -137,24 +137,18 @@ impl ShipmentStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Address, Item};
+    use crate::domain::OrderState;
     use serde_json::json;
     use ShipmentStatus::*;
 
     fn shipment(status: ShipmentStatus) -> Shipment {
+        let order = OrderState::example("C");
         Shipment {
             id: uuid::Uuid::nil(),
             order_id: "O".into(),
-            customer_id: "C".into(),
-            items: vec![Item {
-                sku: "S".into(),
-                quantity: 1,
-            }],
-            shipping_address: Address {
-                street: "1".into(),
-                city: "2".into(),
-                zip: "3".into(),
-            },
+            customer_id: order.customer_id,
+            items: order.items,
+            shipping_address: order.shipping_address,
             status,
             version: 1,
             revision: 4,

@@ -26,6 +26,25 @@ pub struct OrderState {
     pub shipping_address: Address,
 }
 
+#[cfg(test)]
+impl OrderState {
+    /// One valid order's data, for the unit tests of every module.
+    pub fn example(customer_id: &str) -> OrderState {
+        OrderState {
+            customer_id: customer_id.to_owned(),
+            items: vec![Item {
+                sku: "SKU".into(),
+                quantity: 1,
+            }],
+            shipping_address: Address {
+                street: "1 Road".into(),
+                city: "Town".into(),
+                zip: "1".into(),
+            },
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ShipmentStatus {

@@ -259,7 +259,7 @@ fn next_shipment(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Address, Item, OrderEvent, OrderState};
+    use crate::domain::{OrderEvent, OrderState};
 
     fn delivery(event_id: &str, order_id: &str, change: Change) -> Delivery {
         Delivery {
@@ -275,18 +275,7 @@ mod tests {
     }
 
     fn created() -> Change {
-        Change::Created(OrderState {
-            customer_id: "C".into(),
-            items: vec![Item {
-                sku: "S".into(),
-                quantity: 1,
-            }],
-            shipping_address: Address {
-                street: "1".into(),
-                city: "2".into(),
-                zip: "3".into(),
-            },
-        })
+        Change::Created(OrderState::example("C"))
     }
 
     #[test]
