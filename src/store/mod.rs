@@ -86,6 +86,11 @@ pub(super) fn time_text(at: chrono::DateTime<chrono::Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false)
 }
 
+/// A value as JSON text, for a JSON column or a parameter holding a list.
+pub(super) fn json_text(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).expect("plain data always serialises")
+}
+
 /// How long a request may wait for a database connection before it is told to retry (503).
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 

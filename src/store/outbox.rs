@@ -10,7 +10,7 @@ use serde::Serialize;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::{paginate, time_text, Page, PageRequest, Store, StoreError};
+use super::{json_text, paginate, time_text, Page, PageRequest, Store, StoreError};
 use crate::domain::{NewSubscription, ShipmentChange, Subscription, SubscriptionPatch};
 
 /// Fan-outs take this advisory lock, one at a time across instances, so deliveries are made in
@@ -372,14 +372,14 @@ impl Store {
             }
             if !rows.is_empty() {
                 sqlx::query(&insert)
-                    .bind(serde_json::to_string(&rows).expect("plain data"))
+                    .bind(json_text(&rows))
                     .bind(super::now())
                     .execute(&mut *tx)
                     .await?;
             }
             let seqs: Vec<i64> = events.iter().map(|event| event.seq).collect();
             sqlx::query(&mark)
-                .bind(serde_json::to_string(&seqs).expect("plain data"))
+                .bind(json_text(&seqs))
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
@@ -433,7 +433,7 @@ impl Store {
             if !claimed.is_empty() {
                 let ids: Vec<String> = claimed.iter().map(|c| c.id.simple().to_string()).collect();
                 sqlx::query(&lease_sql)
-                    .bind(serde_json::to_string(&ids).expect("plain data"))
+                    .bind(json_text(&ids))
                     .bind(until)
                     .execute(&mut *tx)
                     .await?;
@@ -501,17 +501,17 @@ impl Store {
         let now = super::now();
         in_transaction!(self, "BEGIN", |tx| {
             sqlx::query(&update)
-                .bind(serde_json::to_string(&updates).expect("plain data"))
+                .bind(json_text(&updates))
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
             sqlx::query(&attempts)
-                .bind(serde_json::to_string(&tries).expect("plain data"))
+                .bind(json_text(&tries))
                 .execute(&mut *tx)
                 .await?;
             if !gone.is_empty() {
                 sqlx::query(&deactivate)
-                    .bind(serde_json::to_string(&gone).expect("plain data"))
+                    .bind(json_text(&gone))
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;

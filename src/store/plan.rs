@@ -71,7 +71,7 @@ impl OutboxRow {
             id: announcement.id,
             shipment_id: after.id,
             change: announcement.change,
-            body: serde_json::to_string(&announcement).expect("plain data always serialises"),
+            body: super::json_text(&announcement),
             created_at: now,
         }
     }

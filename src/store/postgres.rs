@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::batch::{Batcher, Commit, COMMIT_DEADLINE};
 use super::plan::{self, Loaded, Plan};
 use super::rows::{load_sql, LoadRow, UPSERT_SHIPMENT, WHILE_SUBSCRIBED};
-use super::{Applied, ConnectError, StoreError, ACQUIRE_TIMEOUT};
+use super::{json_text, Applied, ConnectError, StoreError, ACQUIRE_TIMEOUT};
 use crate::domain::Delivery;
 
 /// Enough to keep two cores busy with reads beside the writer; more only adds contention.
@@ -212,7 +212,9 @@ async fn save(
         events.outcomes.push(row.outcome.as_str());
         events.shipment_ids.push(row.shipment_id);
         events.versions.push(row.version);
-        events.states.push(row.state().map(|state| to_json(&state)));
+        events
+            .states
+            .push(row.state().map(|state| json_text(&state)));
         events.reasons.push(row.reason());
         events.occurred_ats.push(row.occurred_at);
     }
@@ -221,10 +223,10 @@ async fn save(
         shipments.ids.push(shipment.id);
         shipments.order_ids.push(&shipment.order_id);
         shipments.customer_ids.push(&shipment.customer_id);
-        shipments.items.push(to_json(&shipment.items));
+        shipments.items.push(json_text(&shipment.items));
         shipments
             .addresses
-            .push(to_json(&shipment.shipping_address));
+            .push(json_text(&shipment.shipping_address));
         shipments.statuses.push(shipment.status.as_str());
         shipments.versions.push(shipment.version);
         shipments.revisions.push(shipment.revision);
@@ -311,8 +313,4 @@ struct ShipmentColumns<'a> {
     source_event_ids: Vec<&'a str>,
     ordered_ats: Vec<DateTime<Utc>>,
     created_ats: Vec<DateTime<Utc>>,
-}
-
-fn to_json(value: &impl serde::Serialize) -> String {
-    serde_json::to_string(value).expect("plain data always serialises")
 }

@@ -20,7 +20,7 @@ use tokio::sync::Notify;
 use super::batch::{Batcher, Commit};
 use super::plan::{self, Loaded, Plan};
 use super::rows::{load_sql, LoadRow, UPSERT_SHIPMENT, WHILE_SUBSCRIBED};
-use super::{time_text, Applied, ConnectError, StoreError, ACQUIRE_TIMEOUT};
+use super::{json_text, time_text, Applied, ConnectError, StoreError, ACQUIRE_TIMEOUT};
 use crate::domain::Delivery;
 
 const DEFAULT_READERS: u32 = 4;
@@ -193,10 +193,6 @@ impl SqliteWriter {
         tx.commit()?;
         Ok((plan.answers, announced))
     }
-}
-
-fn json_text(value: &impl serde::Serialize) -> String {
-    serde_json::to_string(value).expect("plain data always serialises")
 }
 
 /// One prepared statement per table, run once per row: calls into the library in this
