@@ -89,6 +89,13 @@ pub(super) struct Plan<'a> {
     pub answers: Vec<Applied>,
 }
 
+impl Plan<'_> {
+    /// A batch of redeliveries only: every answer came from the record.
+    pub fn writes_nothing(&self) -> bool {
+        self.events.is_empty() && self.shipments.is_empty() && self.outbox.is_empty()
+    }
+}
+
 struct OrderSlot {
     life: OrderLife,
     shipment: Option<Shipment>,
