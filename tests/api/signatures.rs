@@ -122,7 +122,9 @@ async fn forged_stale_and_malformed_signatures_are_401(backend: Backend) {
         (
             "future",
             body.clone(),
-            standard_headers(WHSEC, "msg_forged", ts + 301, &body),
+            // Well past the 300 s tolerance: every second the cases before it take on a busy
+            // machine brings it closer (seen: 301 s accepted one run in many).
+            standard_headers(WHSEC, "msg_forged", ts + 400, &body),
         ),
         (
             "malformed signature",
