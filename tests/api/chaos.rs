@@ -16,7 +16,7 @@ use sqlx::Connection;
 
 use crate::helpers::{
     check_deadline, lifecycle_event, order_event, post_signed_to, spawn_app, test_env, Backend,
-    ServiceProcess, TestDb,
+    ServiceProcess, TestDb, TOKEN,
 };
 
 const ORDERS: usize = 1000;
@@ -375,4 +375,68 @@ async fn postgres_instances_starting_together_both_serve() {
         .scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
         .await;
     assert_eq!(applied, migrations as i64, "each migration applied once");
+}
+
+/// An order's lock is free once its event is answered: two instances take turns on one
+/// order, an operator between them, and each answer comes at the first attempt (a lock kept
+/// by the other instance would hold the order until the statement deadline, then a 503).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_instances_taking_turns_on_one_order_never_wait_for_each_other() {
+    let db = TestDb::create(Backend::Postgres).await;
+    let env = test_env(&db);
+    let (first, second) = tokio::join!(start(&env), start(&env));
+    let client = reqwest::Client::new();
+    let order = "ORD-TURNS";
+    let turns = [
+        (
+            &first,
+            lifecycle_event("order.created", order, Some(1)),
+            201,
+        ),
+        (
+            &second,
+            lifecycle_event("order.updated", order, Some(2)),
+            200,
+        ),
+        (
+            &first,
+            lifecycle_event("order.updated", order, Some(3)),
+            200,
+        ),
+    ];
+    for (process, event, status) in turns {
+        let body = serde_json::to_vec(&event).unwrap();
+        let response = post_signed_to(&client, &process.address, &body)
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "{}", event["data"]["version"]);
+    }
+    let shipment: Value = client
+        .get(format!("{}/shipments?order_id={order}", second.address))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = shipment["items"][0]["id"].as_str().unwrap().to_owned();
+    let moved = client
+        .patch(format!("{}/shipments/{id}", second.address))
+        .bearer_auth(TOKEN)
+        .json(&json!({"status": "packed"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(moved.status(), 200);
+    let cancel = serde_json::to_vec(&lifecycle_event("order.cancelled", order, Some(4))).unwrap();
+    let response = post_signed_to(&client, &first.address, &cancel)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        db.strings("SELECT status FROM shipments").await,
+        ["cancelled"],
+        "every turn applied"
+    );
 }
