@@ -387,53 +387,36 @@ async fn postgres_instances_taking_turns_on_one_order_never_wait_for_each_other(
     let (first, second) = tokio::join!(start(&env), start(&env));
     let client = reqwest::Client::new();
     let order = "ORD-TURNS";
-    let turns = [
-        (
-            &first,
-            lifecycle_event("order.created", order, Some(1)),
-            201,
-        ),
-        (
-            &second,
-            lifecycle_event("order.updated", order, Some(2)),
-            200,
-        ),
-        (
-            &first,
-            lifecycle_event("order.updated", order, Some(3)),
-            200,
-        ),
-    ];
-    for (process, event, status) in turns {
-        let body = serde_json::to_vec(&event).unwrap();
-        let response = post_signed_to(&client, &process.address, &body)
-            .await
-            .unwrap();
-        assert_eq!(response.status(), status, "{}", event["data"]["version"]);
-    }
-    let shipment: Value = client
-        .get(format!("{}/shipments?order_id={order}", second.address))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = shipment["items"][0]["id"].as_str().unwrap().to_owned();
+    let post = |process: &ServiceProcess, event: Value| {
+        let (client, address) = (client.clone(), process.address.clone());
+        async move {
+            let body = serde_json::to_vec(&event).unwrap();
+            let response = post_signed_to(&client, &address, &body).await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+
+    let (status, created) = post(&first, lifecycle_event("order.created", order, Some(1))).await;
+    assert_eq!(status, 201);
+    let (status, _) = post(&second, lifecycle_event("order.updated", order, Some(2))).await;
+    assert_eq!(status, 200);
+    let (status, _) = post(&first, lifecycle_event("order.updated", order, Some(3))).await;
+    assert_eq!(status, 200);
     let moved = client
-        .patch(format!("{}/shipments/{id}", second.address))
+        .patch(format!(
+            "{}/shipments/{}",
+            second.address,
+            created["shipment_id"].as_str().unwrap()
+        ))
         .bearer_auth(TOKEN)
         .json(&json!({"status": "packed"}))
         .send()
         .await
         .unwrap();
     assert_eq!(moved.status(), 200);
-    let cancel = serde_json::to_vec(&lifecycle_event("order.cancelled", order, Some(4))).unwrap();
-    let response = post_signed_to(&client, &first.address, &cancel)
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    let (status, _) = post(&first, lifecycle_event("order.cancelled", order, Some(4))).await;
+    assert_eq!(status, 200);
     assert_eq!(
         db.strings("SELECT status FROM shipments").await,
         ["cancelled"],
