@@ -295,6 +295,7 @@ mod tests {
         assert_eq!(plan.answers[1].shipment_id, plan.answers[0].shipment_id);
         assert_eq!(plan.events.len(), 1);
         assert_eq!(plan.shipments.len(), 1);
+        assert!(!plan.writes_nothing());
     }
 
     #[test]
@@ -345,6 +346,6 @@ mod tests {
                 shipment_id: Some(shipment)
             }]
         );
-        assert!(plan.events.is_empty() && plan.shipments.is_empty() && plan.outbox.is_empty());
+        assert!(plan.writes_nothing());
     }
 }
