@@ -17,6 +17,13 @@ use crate::domain::{NewSubscription, ShipmentChange, Subscription, SubscriptionP
 /// the order their events were written.
 const FAN_OUT_LOCK: i64 = 0x5348_4950_4f55_5401;
 
+/// Fan-outs and claims do not wait for the disk on PostgreSQL: what a crash of the database
+/// loses of them is done again (events fanned out again, deliveries claimed again), which
+/// at-least-once allows. Settlements do wait, and their flush makes everything written before
+/// them durable too, so a later change of a shipment is never claimed while an earlier
+/// delivery could still come back as pending.
+const WITHOUT_FLUSH: &str = "SET LOCAL synchronous_commit = off";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryStatus {
@@ -320,7 +327,7 @@ impl Store {
     /// subscription that wants the event's type. Returns how many events were fanned out.
     pub async fn fan_out(&self, limit: u32) -> Result<usize, StoreError> {
         let sql = Dialect::of(self);
-        let begin = format!("BEGIN; SELECT pg_advisory_xact_lock({FAN_OUT_LOCK})");
+        let begin = format!("BEGIN; {WITHOUT_FLUSH}; SELECT pg_advisory_xact_lock({FAN_OUT_LOCK})");
         let subscriptions_sql =
             format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE active");
         // Rows go in as one JSON array, in its order: the order of their seq.
@@ -423,7 +430,9 @@ impl Store {
         );
         // Along the due index, in its order, stopping at `limit`: whatever the backlog, never
         // a sort of every due delivery (which the planner picks while it has no statistics).
-        let begin = "BEGIN; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off";
+        let begin = format!(
+            "BEGIN; {WITHOUT_FLUSH}; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off"
+        );
         Ok(in_transaction!(self, begin, |tx| {
             let claimed: Vec<Claimed> = sqlx::query_as(&select)
                 .bind(now)
