@@ -430,8 +430,12 @@ impl Store {
         );
         // Along the due index, in its order, stopping at `limit`: whatever the backlog, never
         // a sort of every due delivery (which the planner picks while it has no statistics).
+        // And planned for each claim's own time and limit: with the generic plan PostgreSQL
+        // switches to after five runs, claims were seen taking ~200 ms each once thousands of
+        // deliveries waited, and the dispatcher fell further behind the longer it was behind.
         let begin = format!(
-            "BEGIN; {WITHOUT_FLUSH}; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off"
+            "BEGIN; {WITHOUT_FLUSH}; SET LOCAL enable_bitmapscan = off; \
+             SET LOCAL enable_sort = off; SET LOCAL plan_cache_mode = force_custom_plan"
         );
         Ok(in_transaction!(self, begin, |tx| {
             let claimed: Vec<Claimed> = sqlx::query_as(&select)
