@@ -36,6 +36,11 @@ pub(super) trait Commit: Send + Sync + 'static {
         &self,
         deliveries: &[&Delivery],
     ) -> impl Future<Output = Result<Vec<Applied>, StoreError>> + Send;
+
+    /// Called when no delivery waits after a batch was answered, before waiting for more.
+    fn idle(&self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }
 
 enum Job {
@@ -182,6 +187,9 @@ async fn write_batches(writer: impl Commit, mut jobs: mpsc::Receiver<Job>) {
                     let _ = reply.send(probed.clone());
                 }
             }
+        }
+        if jobs.is_empty() {
+            writer.idle().await;
         }
     }
 }

@@ -1,7 +1,8 @@
-//! PostgreSQL: deliveries go through the group-committing writer (`batch.rs`). A batch is a
-//! handful of set-based statements over arrays, whatever its size: lock its orders, load what
-//! the fold needs, insert its events, upsert its shipments, commit. Several instances share one
-//! database safely because every batch first takes a transaction-scoped advisory lock per order.
+//! PostgreSQL: deliveries go through the group-committing writer (`batch.rs`). A batch is
+//! three set-based statements over arrays, whatever its size: lock its orders, load what the
+//! fold needs, and write its events, shipments and outbound events (see `PgWriter`). Several
+//! instances share one database safely because every batch first takes an advisory lock per
+//! order and keeps it until its write has committed.
 
 use std::str::FromStr;
 use std::sync::{Arc, LazyLock};
@@ -11,7 +12,7 @@ use tokio::sync::Notify;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{Connection, PgConnection};
+use sqlx::{Connection, Executor, PgConnection};
 use uuid::Uuid;
 
 use super::batch::{Batcher, Commit, COMMIT_DEADLINE};
@@ -20,7 +21,8 @@ use super::rows::{load_sql, LoadRow, UPSERT_SHIPMENT, WHILE_SUBSCRIBED};
 use super::{json_text, Applied, ConnectError, StoreError, ACQUIRE_TIMEOUT};
 use crate::domain::Delivery;
 
-/// Enough to keep two cores busy with reads beside the writer; more only adds contention.
+/// Enough to keep two cores busy with reads beside the batch writer (whose connection is its
+/// own); more only adds contention.
 const DEFAULT_MAX_CONNECTIONS: u32 = 16;
 
 #[derive(Clone)]
@@ -58,11 +60,12 @@ impl PgStore {
             // A ping per acquire would double the round trips of every event; a dead
             // connection shows up as a failed query instead, answered 503 and retried.
             .test_before_acquire(false)
-            .connect_with(pooled)
+            .connect_with(pooled.clone())
             .await?;
         let announced = Arc::new(Notify::new());
         let batcher = Batcher::spawn(PgWriter {
-            pool: pool.clone(),
+            options: pooled.clone(),
+            conn: tokio::sync::Mutex::new(None),
             announced: announced.clone(),
         });
         Ok(PgStore {
@@ -109,43 +112,83 @@ async fn check_reachable(options: &PgConnectOptions) -> Result<(), ConnectError>
     }
 }
 
+/// The batch writer. Its connection is its own, not the pool's: between two batches it may
+/// still hold the previous batch's order locks, which must never pass to another user.
 struct PgWriter {
-    pool: PgPool,
+    options: PgConnectOptions,
+    conn: tokio::sync::Mutex<Option<PgConnection>>,
     announced: Arc<Notify>,
 }
 
+/// A batch in three round trips, none of them a BEGIN or a COMMIT: lock the batch's orders
+/// (session locks, releasing the previous batch's), load (a statement of its own, so its
+/// snapshot is taken after the locks are held), and save, one statement that commits
+/// atomically and durably on its own. The locks are released only after that commit: by the
+/// next batch's first statement, or by `idle` when no batch follows.
 impl Commit for PgWriter {
     async fn commit(&self, deliveries: &[&Delivery]) -> Result<Vec<Applied>, StoreError> {
-        let orders = plan::orders_of(deliveries);
-        let mut conn = self.pool.acquire().await.map_err(StoreError::unavailable)?;
-        let mut tx = conn.begin_with(begin_and_lock(&orders)).await?;
-        let rows: Vec<LoadRow> = sqlx::query_as(&LOAD)
-            .bind(&orders)
-            .bind(plan::event_ids_of(deliveries))
-            .fetch_all(&mut *tx)
-            .await?;
-        let now = super::now();
-        let plan = plan::plan(deliveries, Loaded::from_rows(rows)?, now);
-        // A batch of redeliveries skips the statement that would insert nothing: duplicates
-        // cost three round trips, and a commit with nothing to flush.
-        let announced = if plan.writes_nothing() {
-            0
-        } else {
-            save(&mut tx, &plan, now).await?
+        let mut slot = self.conn.lock().await;
+        // Out of the slot while in use: a batch abandoned half-way (deadline, panic) drops
+        // its connection, and the server releases every lock it held.
+        let mut conn = match slot.take() {
+            Some(conn) => conn,
+            None => PgConnection::connect_with(&self.options)
+                .await
+                .map_err(StoreError::unavailable)?,
         };
-        tx.commit().await?;
+        let result = write_batch(&mut conn, deliveries).await;
+        // After an error of the server the connection is as good as before; after a lost
+        // connection or a timeout it is not.
+        if !matches!(result, Err(StoreError::Unavailable(_))) {
+            *slot = Some(conn);
+        }
+        let (answers, announced) = result?;
         if announced > 0 {
             self.announced.notify_one();
         }
-        Ok(plan.answers)
+        Ok(answers)
+    }
+
+    async fn idle(&self) {
+        let mut slot = self.conn.lock().await;
+        if let Some(conn) = slot.as_mut() {
+            if let Err(error) = conn.execute(UNLOCK).await {
+                tracing::warn!(%error, "the batch writer could not release its order locks; reconnecting");
+                *slot = None;
+            }
+        }
     }
 }
 
-/// `BEGIN` and one advisory lock per order, in one round trip. The locks are taken in
-/// ascending key order, so two batches never deadlock; the key is a hash of the order id
-/// computed here, the same in every instance (two orders sharing one only wait for each
-/// other). Only integers are written into the statement.
-pub(super) fn begin_and_lock(orders: &[String]) -> String {
+/// Returns each delivery's answer and how many outbound events were written.
+async fn write_batch(
+    conn: &mut PgConnection,
+    deliveries: &[&Delivery],
+) -> Result<(Vec<Applied>, u64), StoreError> {
+    let orders = plan::orders_of(deliveries);
+    conn.execute(relock(&orders).as_str()).await?;
+    let rows: Vec<LoadRow> = sqlx::query_as(&LOAD)
+        .bind(&orders)
+        .bind(plan::event_ids_of(deliveries))
+        .fetch_all(&mut *conn)
+        .await?;
+    let now = super::now();
+    let plan = plan::plan(deliveries, Loaded::from_rows(rows)?, now);
+    // A batch of redeliveries skips the statement that would insert nothing.
+    let announced = if plan.writes_nothing() {
+        0
+    } else {
+        save(conn, &plan, now).await?
+    };
+    Ok((plan.answers, announced))
+}
+
+const UNLOCK: &str = "SELECT pg_advisory_unlock_all()";
+
+/// The advisory lock keys of some orders, ascending (so two lockers never deadlock) and
+/// without repeats: a hash of the order id computed here, the same in every instance (two
+/// orders sharing one only wait for each other).
+fn lock_keys(orders: &[String]) -> Vec<i64> {
     let mut keys: Vec<i64> = orders
         .iter()
         .map(|order| {
@@ -155,15 +198,27 @@ pub(super) fn begin_and_lock(orders: &[String]) -> String {
         .collect();
     keys.sort_unstable();
     keys.dedup();
-    let mut sql = String::from("BEGIN");
-    if !keys.is_empty() {
-        let list: Vec<String> = keys.iter().map(i64::to_string).collect();
-        sql.push_str(&format!(
-            "; SELECT pg_advisory_xact_lock(key) FROM unnest('{{{}}}'::int8[]) AS key",
-            list.join(",")
-        ));
-    }
-    sql
+    keys
+}
+
+/// `SELECT pg_advisory_lock(key) ...` over the keys of `orders`, as `lock` names it; only
+/// integers are written into the statement.
+fn lock_statement(lock: &str, orders: &[String]) -> String {
+    let keys: Vec<String> = lock_keys(orders).iter().map(i64::to_string).collect();
+    format!(
+        "SELECT {lock}(key) FROM unnest('{{{}}}'::int8[]) AS key",
+        keys.join(",")
+    )
+}
+
+/// `BEGIN` and a transaction-scoped lock per order, in one round trip.
+pub(super) fn begin_and_lock(orders: &[String]) -> String {
+    format!("BEGIN; {}", lock_statement("pg_advisory_xact_lock", orders))
+}
+
+/// The batch writer's first statement: the previous batch's locks released, this one's taken.
+fn relock(orders: &[String]) -> String {
+    format!("{UNLOCK}; {}", lock_statement("pg_advisory_lock", orders))
 }
 
 /// The batch's statements, built once: they are the same text every time.
