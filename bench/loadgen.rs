@@ -16,6 +16,9 @@ use rand::SeedableRng;
 use serde_json::{json, Value};
 use shipping_service::signature::{sign_hex, Secret};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 struct Args {
     #[arg(long, default_value = "http://127.0.0.1:8080/webhooks/order_events")]
@@ -125,7 +128,9 @@ async fn sender(
     tally
 }
 
-#[tokio::main]
+// One thread: the senders' work is small, and a second worker would only add wake-ups
+// between threads, CPU the service and the database need on the same machine.
+#[tokio::main(flavor = "current_thread")]
 async fn main() {
     let args = Args::parse();
     let secret = Secret::parse(&args.secret).expect("a valid secret");
