@@ -44,13 +44,17 @@ impl PgStore {
         // nothing keeps a connection busy after its batch was answered 503. And every query
         // of the service reads rows by key or pages along an index: until autovacuum has
         // analysed the tables, the planner guesses hundreds of rows per key and picks
-        // (parallel) scans of whole tables (seen: 3x slower at 64 senders), so it is told
-        // not to. That makes the few real scans (of `subscriptions`) look expensive enough
-        // to be JIT-compiled, 80 ms for a statement of microseconds: no JIT either.
+        // (parallel) scans of whole tables (seen: 3x slower at 64 senders), or joins a
+        // batch's few orders to every shipment by hashing them all (seen: a batch's load
+        // 0.1 -> 1.7 ms, growing with the table), so it is told not to. That makes the few
+        // real scans (of `subscriptions`) look expensive enough to be JIT-compiled, 80 ms
+        // for a statement of microseconds: no JIT either.
         let deadline = format!("{}ms", COMMIT_DEADLINE.as_millis());
         let pooled = options.clone().options([
             ("statement_timeout", deadline.as_str()),
             ("enable_seqscan", "off"),
+            ("enable_hashjoin", "off"),
+            ("enable_mergejoin", "off"),
             ("max_parallel_workers_per_gather", "0"),
             ("jit", "off"),
         ]);

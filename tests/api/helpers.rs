@@ -104,6 +104,20 @@ impl TestDb {
         }
     }
 
+    /// Runs one statement over a connection of the test's own.
+    pub async fn execute(&self, sql: &str) {
+        match self.backend {
+            Backend::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+                sqlx::query(sql).execute(&mut conn).await.unwrap();
+            }
+            Backend::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
+                sqlx::query(sql).execute(&mut conn).await.unwrap();
+            }
+        }
+    }
+
     /// One text column of every row.
     pub async fn strings(&self, sql: &str) -> Vec<String> {
         match self.backend {

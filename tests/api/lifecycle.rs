@@ -4,7 +4,8 @@
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    assert_problem, lifecycle_event, problem_fields, spawn_app, Backend, TestApp,
+    assert_problem, lifecycle_event, order_event, post_signed_to, problem_fields, spawn_app,
+    test_env, Backend, ServiceProcess, TestApp, TestDb,
 };
 use crate::on_both_backends;
 
@@ -271,4 +272,61 @@ async fn the_readme_examples_answer_as_the_readme_says(backend: Backend) {
     assert_eq!(shipment["status"], "cancelled");
     assert_eq!(shipment["version"], 3);
     assert_eq!(shipment["items"], json!([{"sku": "SKU001", "quantity": 3}]));
+}
+
+/// Loading a batch's orders reads those orders' rows, however many are stored, even before
+/// autovacuum has analysed the tables (a new database, a bulk import, the first minute of
+/// load): without statistics PostgreSQL's planner guessed thousands of rows per key and hashed
+/// every shipment for each batch. Shown by the heap rows read from `shipments` by an instance
+/// that starts on the stored orders and updates some of them, several to a batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_loading_an_order_reads_only_its_own_rows_before_the_tables_are_analysed() {
+    const STORED: usize = 12_000;
+    const UPDATED: usize = 64;
+    let db = TestDb::create(Backend::Postgres).await;
+    let env = test_env(&db);
+    let client = reqwest::Client::new();
+    let first = ServiceProcess::start(&env);
+    db.execute("ALTER TABLE shipments SET (autovacuum_enabled = false)")
+        .await;
+    db.execute("ALTER TABLE processed_events SET (autovacuum_enabled = false)")
+        .await;
+    let senders = (0..16).map(|sender| {
+        let (client, address) = (client.clone(), first.address.clone());
+        async move {
+            for n in (sender..STORED).step_by(16) {
+                let body = serde_json::to_vec(&order_event(&format!("ORD-STORED-{n}"))).unwrap();
+                let response = post_signed_to(&client, &address, &body).await.unwrap();
+                assert_eq!(response.status(), 201);
+            }
+        }
+    });
+    futures_util::future::join_all(senders).await;
+    // A clean exit: the server publishes each connection's statistics as it closes.
+    assert!(first.terminate());
+    let rows_read = "SELECT (COALESCE(idx_tup_fetch, 0) + COALESCE(seq_tup_read, 0))::int8 \
+                     FROM pg_stat_user_tables WHERE relname = 'shipments'";
+    let before = db.scalar(rows_read).await;
+
+    let second = ServiceProcess::start(&env);
+    let updates = (0..16).map(|sender| {
+        let (client, address) = (client.clone(), second.address.clone());
+        async move {
+            for n in (sender..UPDATED).step_by(16) {
+                let update = lifecycle_event("order.updated", &format!("ORD-STORED-{n}"), None);
+                let body = serde_json::to_vec(&update).unwrap();
+                let response = post_signed_to(&client, &address, &body).await.unwrap();
+                assert_eq!(response.status(), 200);
+            }
+        }
+    });
+    futures_util::future::join_all(updates).await;
+    assert!(second.terminate());
+    let read = db.scalar(rows_read).await - before;
+
+    assert_eq!(db.count_shipments().await, STORED as i64);
+    assert!(
+        read <= 4 * UPDATED as i64,
+        "{UPDATED} updates read {read} shipment rows of {STORED} stored"
+    );
 }
