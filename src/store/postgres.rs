@@ -68,7 +68,7 @@ impl PgStore {
             .await?;
         let announced = Arc::new(Notify::new());
         let batcher = Batcher::spawn(PgWriter {
-            options: pooled.clone(),
+            options: pooled,
             conn: tokio::sync::Mutex::new(None),
             announced: announced.clone(),
         });
