@@ -4,6 +4,8 @@
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
+# Build settings: the bundled SQLite's compile-time options.
+COPY .cargo .cargo
 RUN mkdir -p src tests/api bench \
  && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
  && for stub in tests/api/main.rs bench/loadgen.rs bench/subscriber.rs; do echo 'fn main() {}' > $stub; done \

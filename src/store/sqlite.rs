@@ -1,7 +1,7 @@
 //! SQLite: one file, one writer at a time. Webhooks go through the group-committing writer
 //! (`batch.rs`) on a thread of its own with its own connection, opened without sqlx: a batch
 //! is a handful of calls into SQLite with statements prepared once, where each sqlx call
-//! would be a round trip to sqlx's worker thread, which cost more than the work. One fsync
+//! would be a round trip to sqlx's worker thread, which cost more than the work. One sync
 //! covers a whole batch. The other writes (operators, subscriptions, the dispatcher) use one
 //! sqlx connection and take turns with the batch writer, so neither waits in SQLite's
 //! busy handler. Reads use their own pool (WAL lets them run beside the writer).
@@ -252,4 +252,26 @@ fn save(conn: &Connection, plan: &Plan<'_>, now: DateTime<Utc>) -> rusqlite::Res
         ])?;
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    /// `.cargo/config.toml` sets the bundled SQLite's compile-time options; a build that
+    /// skipped it (another working directory, a Dockerfile without the folder) would sync the
+    /// WAL with fsync again. SQLite reports this one of the two options; both come together.
+    #[test]
+    fn the_bundled_sqlite_is_built_with_the_configured_options() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let options = conn
+            .prepare("PRAGMA compile_options")
+            .unwrap()
+            .query_map([], |row| row.get::<_, String>(0))
+            .unwrap()
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .unwrap();
+        assert!(
+            options.iter().any(|option| option == "DEFAULT_MEMSTATUS=0"),
+            "{options:?}"
+        );
+    }
 }
