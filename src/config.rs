@@ -1,5 +1,7 @@
-//! Configuration from the environment (and `.env`, loaded by `main`). Every problem is reported
-//! as one line naming the variable, and secrets never show up in `Debug` output.
+//! Configuration from the environment (and `.env`, loaded by `main`). Every variable is
+//! defined once, in [`Variable`]s below: parsing reads them, an error names the variable, each
+//! subcommand's `--help` lists the ones it reads, and a test keeps the README's table the same.
+//! Secrets never show up in `Debug` output.
 
 use std::fmt;
 use std::io::IsTerminal;
@@ -10,9 +12,163 @@ use subtle::ConstantTimeEq;
 
 use crate::signature::{Secret, Verifier};
 
+/// One environment variable: its name, what it means, and what holds when it is not set.
+#[derive(Debug)]
+pub struct Variable {
+    pub name: &'static str,
+    pub meaning: &'static str,
+    pub fallback: Fallback,
+}
+
+#[derive(Debug)]
+pub enum Fallback {
+    /// This value, parsed as if it had been set.
+    Value(&'static str),
+    /// Start-up stops without it.
+    Required,
+    /// Worked out at start-up, as described.
+    Described(&'static str),
+}
+
+impl Fallback {
+    /// As the help and the README write it.
+    pub fn describe(&self) -> String {
+        match self {
+            Fallback::Value(value) => format!("`{value}`"),
+            Fallback::Required => "required".into(),
+            Fallback::Described(text) => (*text).into(),
+        }
+    }
+}
+
+pub const DATABASE_URL: Variable = Variable {
+    name: "DATABASE_URL",
+    meaning: "`sqlite://path` (embedded, file and folder created; never in memory: a 2xx means \
+              on disk) or `postgres://…`",
+    fallback: Fallback::Value("sqlite://data/shipping.db"),
+};
+pub const DATABASE_MAX_CONNECTIONS: Variable = Variable {
+    name: "DATABASE_MAX_CONNECTIONS",
+    meaning: "pool size",
+    fallback: Fallback::Described(
+        "PostgreSQL 16 (plus the webhook writer's own connection); SQLite 4 readers (plus two \
+         writing connections that take turns)",
+    ),
+};
+pub const LISTEN_ADDR: Variable = Variable {
+    name: "LISTEN_ADDR",
+    meaning: "socket address to bind",
+    fallback: Fallback::Value("127.0.0.1:8080"),
+};
+pub const WEBHOOK_SECRETS: Variable = Variable {
+    name: "WEBHOOK_SECRETS",
+    meaning: "accepted signing secrets, comma separated, newest first",
+    fallback: Fallback::Required,
+};
+pub const WEBHOOK_SIGNATURE_HEADER: Variable = Variable {
+    name: "WEBHOOK_SIGNATURE_HEADER",
+    meaning: "header of the hex scheme",
+    fallback: Fallback::Value("X-Ecomm-Signature"),
+};
+pub const WEBHOOK_TOLERANCE_SECS: Variable = Variable {
+    name: "WEBHOOK_TOLERANCE_SECS",
+    meaning: "allowed clock skew of Standard Webhooks timestamps, in seconds",
+    fallback: Fallback::Value("300"),
+};
+pub const API_TOKENS: Variable = Variable {
+    name: "API_TOKENS",
+    meaning: "bearer tokens of the REST API, comma separated",
+    fallback: Fallback::Required,
+};
+pub const MAX_BODY_BYTES: Variable = Variable {
+    name: "MAX_BODY_BYTES",
+    meaning: "largest accepted webhook body",
+    fallback: Fallback::Value("262144"),
+};
+pub const REQUEST_TIMEOUT_SECS: Variable = Variable {
+    name: "REQUEST_TIMEOUT_SECS",
+    meaning: "seconds a client has to send a whole request (else 408)",
+    fallback: Fallback::Value("10"),
+};
+pub const KEEP_ALIVE_SECS: Variable = Variable {
+    name: "KEEP_ALIVE_SECS",
+    meaning: "seconds an idle keep-alive connection stays open",
+    fallback: Fallback::Value("5"),
+};
+pub const MAX_CONNECTIONS: Variable = Variable {
+    name: "MAX_CONNECTIONS",
+    meaning: "client connections served at once (more wait in the backlog)",
+    fallback: Fallback::Value("1024"),
+};
+pub const DISPATCH: Variable = Variable {
+    name: "DISPATCH",
+    meaning: "`on`: this instance delivers outbound events; `off`: API only",
+    fallback: Fallback::Value("on"),
+};
+pub const DELIVERY_MAX_RETRIES: Variable = Variable {
+    name: "DELIVERY_MAX_RETRIES",
+    meaning: "retries of an outbound delivery before it is `failed`",
+    fallback: Fallback::Value("5"),
+};
+pub const DELIVERY_TIMEOUT: Variable = Variable {
+    name: "DELIVERY_TIMEOUT",
+    meaning: "limit of one delivery attempt",
+    fallback: Fallback::Value("10s"),
+};
+pub const RUST_LOG: Variable = Variable {
+    name: "RUST_LOG",
+    meaning: "tracing filter",
+    fallback: Fallback::Value("info"),
+};
+pub const LOG_FORMAT: Variable = Variable {
+    name: "LOG_FORMAT",
+    meaning: "`json` or `pretty`",
+    fallback: Fallback::Described("`pretty` on a terminal, else `json`"),
+};
+
+/// What `serve` reads: everything.
+pub const SERVE: &[&Variable] = &[
+    &DATABASE_URL,
+    &LISTEN_ADDR,
+    &WEBHOOK_SECRETS,
+    &WEBHOOK_SIGNATURE_HEADER,
+    &WEBHOOK_TOLERANCE_SECS,
+    &API_TOKENS,
+    &MAX_BODY_BYTES,
+    &REQUEST_TIMEOUT_SECS,
+    &KEEP_ALIVE_SECS,
+    &MAX_CONNECTIONS,
+    &DISPATCH,
+    &DELIVERY_MAX_RETRIES,
+    &DELIVERY_TIMEOUT,
+    &DATABASE_MAX_CONNECTIONS,
+    &RUST_LOG,
+    &LOG_FORMAT,
+];
+
+/// What the subcommands that only use the database read (`migrate`, `status`).
+pub const DATABASE_ONLY: &[&Variable] = &[&DATABASE_URL, &RUST_LOG, &LOG_FORMAT];
+
+/// The `--help` text of a subcommand that reads `variables`.
+pub fn help(variables: &[&Variable]) -> String {
+    let width = variables.iter().map(|v| v.name.len()).max().unwrap_or(0);
+    let mut text =
+        String::from("Configuration comes from the environment and from ./.env when present:\n");
+    for variable in variables {
+        text.push_str(&format!(
+            "  {:width$}  {} [default: {}]\n",
+            variable.name,
+            variable.meaning.replace('`', ""),
+            variable.fallback.describe().replace('`', ""),
+        ));
+    }
+    text.push_str(".env.example documents each one.");
+    text
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub database_url: DatabaseUrl,
+    pub database: DatabaseConfig,
     pub listen_addr: SocketAddr,
     pub verifier: Verifier,
     pub api_tokens: ApiTokens,
@@ -23,15 +179,29 @@ pub struct Config {
     pub keep_alive: Duration,
     /// Open client connections this instance accepts at once; more wait in the backlog.
     pub max_connections: usize,
-    pub database_max_connections: Option<u32>,
-    /// Whether this instance delivers outbound events (`DISPATCH=off`: API only).
-    pub dispatch: bool,
-    /// Retries of an outbound delivery before it is `failed`.
-    pub delivery_max_retries: u32,
+    pub delivery: DeliveryConfig,
     /// Variables that hold the example values of `.env.example`: fine on a laptop, a warning
     /// anywhere else.
     pub example_credentials: Vec<&'static str>,
     pub log_format: LogFormat,
+}
+
+/// Which database, and how many connections to it.
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    pub url: DatabaseUrl,
+    pub max_connections: Option<u32>,
+}
+
+/// How this instance delivers outbound events.
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    /// Whether this instance delivers at all (`DISPATCH=off`: API only).
+    pub dispatch: bool,
+    /// Retries of an outbound delivery before it is `failed`.
+    pub max_retries: u32,
+    /// Longest one attempt may take.
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,164 +253,210 @@ pub struct ConfigError {
 const EXAMPLE_SECRET: &str = "s3cr3t_k3y_f0r_w3bh00k_s1gn4tur3";
 const EXAMPLE_TOKEN: &str = "dev-token";
 
-fn invalid(variable: &'static str, reason: impl Into<String>) -> ConfigError {
+/// The environment, read through a lookup so that tests need not touch the process's.
+pub struct Env<F> {
+    lookup: F,
+}
+
+impl Env<fn(&str) -> Option<String>> {
+    pub fn process() -> Self {
+        Env {
+            lookup: |name| std::env::var(name).ok(),
+        }
+    }
+}
+
+impl<F: Fn(&str) -> Option<String>> Env<F> {
+    pub fn from_lookup(lookup: F) -> Self {
+        Env { lookup }
+    }
+
+    /// The variable's value, trimmed; its fallback value when unset or blank.
+    fn text(&self, variable: &Variable) -> Option<String> {
+        (self.lookup)(variable.name)
+            .map(|value| value.trim().to_owned())
+            .filter(|value| !value.is_empty())
+            .or_else(|| match variable.fallback {
+                Fallback::Value(value) => Some(value.to_owned()),
+                Fallback::Required | Fallback::Described(_) => None,
+            })
+    }
+
+    /// The variable read by `parse`, whose error names the variable.
+    fn parse<T>(
+        &self,
+        variable: &Variable,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, ConfigError> {
+        self.text(variable)
+            .map(|text| parse(&text).map_err(|reason| invalid(variable, reason)))
+            .transpose()
+    }
+
+    fn required<T>(
+        &self,
+        variable: &Variable,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<T, ConfigError> {
+        self.parse(variable, parse)?
+            .ok_or_else(|| invalid(variable, "is required"))
+    }
+
+    fn list(&self, variable: &Variable) -> Vec<String> {
+        self.text(variable)
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+fn invalid(variable: &Variable, reason: impl Into<String>) -> ConfigError {
     ConfigError {
-        variable,
+        variable: variable.name,
         reason: reason.into(),
     }
 }
 
+/// A whole number of at least `min`.
+fn at_least<T: std::str::FromStr + PartialOrd + fmt::Display>(
+    min: T,
+) -> impl FnOnce(&str) -> Result<T, String> {
+    move |text| match text.parse::<T>() {
+        Ok(value) if value >= min => Ok(value),
+        _ => Err(format!("must be a whole number of at least {min}")),
+    }
+}
+
+/// A duration such as `10s`, `500ms` or `30d`.
+fn duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|_| "must be a duration such as 10s, 5m or 30d".to_owned())
+}
+
+fn switch(text: &str) -> Result<bool, String> {
+    match text {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err("must be on or off".into()),
+    }
+}
+
+impl DatabaseConfig {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        let url = env.required(&DATABASE_URL, |url| {
+            if ["sqlite:", "postgres://", "postgresql://"]
+                .iter()
+                .any(|scheme| url.starts_with(scheme))
+            {
+                Ok(url.to_owned())
+            } else {
+                Err("must start with sqlite:, postgres:// or postgresql://".into())
+            }
+        })?;
+        let max_connections = env.parse(&DATABASE_MAX_CONNECTIONS, at_least(1))?;
+        Ok(DatabaseConfig {
+            url: DatabaseUrl(url),
+            max_connections,
+        })
+    }
+}
+
+impl LogFormat {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        let format = env.parse(&LOG_FORMAT, |text| match text {
+            "pretty" => Ok(LogFormat::Pretty),
+            "json" => Ok(LogFormat::Json),
+            _ => Err("must be json or pretty".into()),
+        })?;
+        Ok(format.unwrap_or(if std::io::stdout().is_terminal() {
+            LogFormat::Pretty
+        } else {
+            LogFormat::Json
+        }))
+    }
+}
+
 impl Config {
-    pub fn from_env() -> Result<Config, ConfigError> {
-        Config::from_lookup(|name| std::env::var(name).ok())
+    /// Reads the configuration through `lookup` (tests pass their own).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        Config::read_env(&Env::from_lookup(lookup))
     }
 
-    /// Reads the configuration through `lookup`, so tests need not touch the process environment.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let var = |name: &str| {
-            lookup(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
+    pub fn read_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Config, ConfigError> {
+        let database = DatabaseConfig::from_env(env)?;
+        let listen_addr = env.required(&LISTEN_ADDR, |text| {
+            text.parse()
+                .map_err(|_| "must be a socket address such as 127.0.0.1:8080".into())
+        })?;
 
-        let database_url =
-            var("DATABASE_URL").unwrap_or_else(|| "sqlite://data/shipping.db".into());
-        if !["sqlite:", "postgres://", "postgresql://"]
-            .iter()
-            .any(|scheme| database_url.starts_with(scheme))
-        {
-            return Err(invalid(
-                "DATABASE_URL",
-                "must start with sqlite:, postgres:// or postgresql://",
-            ));
-        }
-
-        let listen_addr = var("LISTEN_ADDR")
-            .unwrap_or_else(|| "127.0.0.1:8080".into())
-            .parse()
-            .map_err(|_| {
-                invalid(
-                    "LISTEN_ADDR",
-                    "must be a socket address such as 127.0.0.1:8080",
-                )
-            })?;
-
-        let secrets = list(var("WEBHOOK_SECRETS"))
+        let secret_texts = env.list(&WEBHOOK_SECRETS);
+        let secrets = secret_texts
             .iter()
             .map(|text| Secret::parse(text))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|reason| invalid("WEBHOOK_SECRETS", reason))?;
+            .map_err(|reason| invalid(&WEBHOOK_SECRETS, reason))?;
         if secrets.is_empty() {
             return Err(invalid(
-                "WEBHOOK_SECRETS",
+                &WEBHOOK_SECRETS,
                 "is required: at least one signing secret",
             ));
         }
-        let mut example_credentials = Vec::new();
-        if list(var("WEBHOOK_SECRETS"))
-            .iter()
-            .any(|s| s == EXAMPLE_SECRET)
-        {
-            example_credentials.push("WEBHOOK_SECRETS");
-        }
-        let hex_header =
-            var("WEBHOOK_SIGNATURE_HEADER").unwrap_or_else(|| "X-Ecomm-Signature".into());
-        if actix_web::http::header::HeaderName::try_from(hex_header.as_str()).is_err() {
-            return Err(invalid(
-                "WEBHOOK_SIGNATURE_HEADER",
-                "is not a valid header name",
-            ));
-        }
-        let tolerance_secs = number(&var, "WEBHOOK_TOLERANCE_SECS")?.unwrap_or(300);
+        let hex_header = env.required(&WEBHOOK_SIGNATURE_HEADER, |text| {
+            actix_web::http::header::HeaderName::try_from(text)
+                .map(|_| text.to_ascii_lowercase())
+                .map_err(|_| "is not a valid header name".into())
+        })?;
+        let tolerance_secs = env.required(&WEBHOOK_TOLERANCE_SECS, at_least(0))?;
 
-        let api_tokens = list(var("API_TOKENS"));
-        if api_tokens.iter().any(|token| token == EXAMPLE_TOKEN) {
-            example_credentials.push("API_TOKENS");
-        }
+        let api_tokens = env.list(&API_TOKENS);
         if api_tokens.is_empty() {
             return Err(invalid(
-                "API_TOKENS",
+                &API_TOKENS,
                 "is required: at least one bearer token",
             ));
         }
-
-        let max_body_bytes = number(&var, "MAX_BODY_BYTES")?.unwrap_or(262_144);
-        if max_body_bytes == 0 {
-            return Err(invalid("MAX_BODY_BYTES", "must be at least 1"));
+        let mut example_credentials = Vec::new();
+        if secret_texts.iter().any(|secret| secret == EXAMPLE_SECRET) {
+            example_credentials.push(WEBHOOK_SECRETS.name);
         }
-        let request_timeout = number(&var, "REQUEST_TIMEOUT_SECS")?.unwrap_or(10);
-        if request_timeout == 0 {
-            return Err(invalid("REQUEST_TIMEOUT_SECS", "must be at least 1"));
-        }
-        let keep_alive = number(&var, "KEEP_ALIVE_SECS")?.unwrap_or(5);
-        let max_connections = number(&var, "MAX_CONNECTIONS")?.unwrap_or(1024);
-        if max_connections == 0 {
-            return Err(invalid("MAX_CONNECTIONS", "must be at least 1"));
-        }
-        let database_max_connections = number(&var, "DATABASE_MAX_CONNECTIONS")?;
-        if database_max_connections == Some(0) {
-            return Err(invalid("DATABASE_MAX_CONNECTIONS", "must be at least 1"));
+        if api_tokens.iter().any(|token| token == EXAMPLE_TOKEN) {
+            example_credentials.push(API_TOKENS.name);
         }
 
-        let dispatch = match var("DISPATCH").as_deref() {
-            None | Some("on") => true,
-            Some("off") => false,
-            Some(_) => return Err(invalid("DISPATCH", "must be on or off")),
+        let delivery = DeliveryConfig {
+            dispatch: env.required(&DISPATCH, switch)?,
+            max_retries: env.required(&DELIVERY_MAX_RETRIES, at_least(0))?,
+            timeout: env.required(&DELIVERY_TIMEOUT, |text| {
+                duration(text).and_then(|timeout| {
+                    if timeout.is_zero() {
+                        Err("must be longer than zero".into())
+                    } else {
+                        Ok(timeout)
+                    }
+                })
+            })?,
         };
-        let delivery_max_retries = number(&var, "DELIVERY_MAX_RETRIES")?.unwrap_or(5);
-
-        let log_format = match var("LOG_FORMAT").as_deref() {
-            None if std::io::stdout().is_terminal() => LogFormat::Pretty,
-            None => LogFormat::Json,
-            Some("pretty") => LogFormat::Pretty,
-            Some("json") => LogFormat::Json,
-            Some(_) => return Err(invalid("LOG_FORMAT", "must be json or pretty")),
-        };
-
         Ok(Config {
-            database_url: DatabaseUrl(database_url),
+            database,
             listen_addr,
             verifier: Verifier {
                 secrets,
-                hex_header: hex_header.to_ascii_lowercase(),
+                hex_header,
                 tolerance_secs,
             },
             api_tokens: ApiTokens(api_tokens),
-            max_body_bytes: usize::try_from(max_body_bytes).unwrap_or(usize::MAX),
-            request_timeout: Duration::from_secs(request_timeout),
-            keep_alive: Duration::from_secs(keep_alive),
-            max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
-            database_max_connections: database_max_connections
-                .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
-            dispatch,
-            delivery_max_retries: u32::try_from(delivery_max_retries).unwrap_or(u32::MAX),
+            max_body_bytes: env.required(&MAX_BODY_BYTES, at_least(1))?,
+            request_timeout: Duration::from_secs(env.required(&REQUEST_TIMEOUT_SECS, at_least(1))?),
+            keep_alive: Duration::from_secs(env.required(&KEEP_ALIVE_SECS, at_least(0))?),
+            max_connections: env.required(&MAX_CONNECTIONS, at_least(1))?,
+            delivery,
             example_credentials,
-            log_format,
+            log_format: LogFormat::from_env(env)?,
         })
     }
-}
-
-fn list(value: Option<String>) -> Vec<String> {
-    value
-        .unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|item| !item.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
-fn number(
-    var: &impl Fn(&str) -> Option<String>,
-    name: &'static str,
-) -> Result<Option<u64>, ConfigError> {
-    var(name)
-        .map(|value| {
-            value
-                .parse()
-                .map_err(|_| invalid(name, "must be a whole number"))
-        })
-        .transpose()
 }
 
 #[cfg(test)]
@@ -261,7 +477,7 @@ mod tests {
     #[test]
     fn defaults_apply_when_only_the_required_variables_are_set() {
         let config = config(&REQUIRED).unwrap();
-        assert_eq!(config.database_url.0, "sqlite://data/shipping.db");
+        assert_eq!(config.database.url.0, "sqlite://data/shipping.db");
         assert_eq!(config.listen_addr.to_string(), "127.0.0.1:8080");
         assert_eq!(config.verifier.hex_header, "x-ecomm-signature");
         assert_eq!(config.verifier.tolerance_secs, 300);
@@ -269,8 +485,9 @@ mod tests {
         assert_eq!(config.request_timeout, Duration::from_secs(10));
         assert_eq!(config.keep_alive, Duration::from_secs(5));
         assert_eq!(config.max_connections, 1024);
-        assert!(config.dispatch);
-        assert_eq!(config.delivery_max_retries, 5);
+        assert!(config.delivery.dispatch);
+        assert_eq!(config.delivery.max_retries, 5);
+        assert_eq!(config.delivery.timeout, Duration::from_secs(10));
     }
 
     #[test]
@@ -286,6 +503,9 @@ mod tests {
             ("MAX_CONNECTIONS", "none"),
             ("DISPATCH", "maybe"),
             ("DELIVERY_MAX_RETRIES", "-2"),
+            ("DELIVERY_TIMEOUT", "soon"),
+            ("DELIVERY_TIMEOUT", "0s"),
+            ("DATABASE_MAX_CONNECTIONS", "0"),
             ("WEBHOOK_SECRETS", "whsec_%%%"),
         ];
         for (variable, value) in cases {
@@ -332,5 +552,34 @@ mod tests {
         assert!(tokens.accepts("beta"));
         assert!(!tokens.accepts("bet"));
         assert!(!tokens.accepts(""));
+    }
+
+    /// The README's configuration table is this module's list, row for row: a variable added
+    /// here without its row (or a default changed on one side) fails here, printing the table
+    /// to paste.
+    #[test]
+    fn the_readme_table_lists_every_variable_with_its_default() {
+        let mut table = String::from("| variable | meaning | default |\n|---|---|---|\n");
+        for variable in SERVE {
+            table.push_str(&format!(
+                "| `{}` | {} | {} |\n",
+                variable.name,
+                variable.meaning,
+                variable.fallback.describe()
+            ));
+        }
+        let readme = include_str!("../README.md");
+        assert!(
+            readme.contains(&table),
+            "README.md's configuration table should read:\n{table}"
+        );
+        let example = include_str!("../.env.example");
+        for variable in SERVE {
+            assert!(
+                example.contains(variable.name),
+                ".env.example lacks {}",
+                variable.name
+            );
+        }
     }
 }

@@ -1,16 +1,16 @@
-//! `shipping-service [serve|migrate|send|status]`: read the configuration, then hand over to
-//! the library.
+//! `shipping-service [serve|migrate|send|status]`: read the configuration a subcommand needs,
+//! then hand over to the library.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use shipping_service::config::{Config, LogFormat};
+use shipping_service::config::{self, Config, ConfigError, DatabaseConfig, Env, LogFormat};
 use shipping_service::send::{self, SendArgs};
 use shipping_service::startup::App;
-use shipping_service::store::Store;
+use shipping_service::store::{Open, Store};
 use shipping_service::telemetry;
 
-/// glibc's allocator spent a quarter of the service's CPU under load (buffers allocated by
+/// glibc's allocator spends a quarter of the service's CPU under load (buffers allocated by
 /// the HTTP workers are freed by the writer on another thread); mimalloc is made for that.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -25,29 +25,19 @@ struct Cli {
     command: Option<Command>,
 }
 
-/// The variables `serve` and `migrate` read; the README and .env.example say more.
-const ENVIRONMENT: &str = "Configuration comes from the environment and from ./.env when present:
-  DATABASE_URL       sqlite://path (default sqlite://data/shipping.db) or postgres://...
-  LISTEN_ADDR        address to bind (default 127.0.0.1:8080)
-  WEBHOOK_SECRETS    accepted signing secrets, comma separated, newest first (required)
-  API_TOKENS         bearer tokens of the REST API, comma separated (required)
-  DISPATCH           on (deliver outbound events) or off (default on)
-  RUST_LOG, LOG_FORMAT   log filter (default info) and format (pretty or json)
-See .env.example for every variable and its default.";
-
 #[derive(Subcommand)]
 enum Command {
     /// Run migrations, then serve (the default).
-    #[command(after_help = ENVIRONMENT)]
+    #[command(after_help = config::help(config::SERVE))]
     Serve,
     /// Run migrations and exit.
-    #[command(after_help = ENVIRONMENT)]
+    #[command(after_help = config::help(config::DATABASE_ONLY))]
     Migrate,
     /// Sign a JSON event and POST it, retrying with exponential backoff until acknowledged.
     Send(SendArgs),
     /// Print counts from the database DATABASE_URL names: shipments by status, events of the
     /// last hour by outcome, pending and failed deliveries.
-    #[command(after_help = ENVIRONMENT)]
+    #[command(after_help = config::help(config::DATABASE_ONLY))]
     Status,
 }
 
@@ -68,19 +58,33 @@ async fn main() -> ExitCode {
         // The sender needs a secret, not the service's configuration.
         return report(send::run(args).await);
     }
-    let config = match Config::from_env() {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("configuration error: {error}");
-            return ExitCode::from(2);
-        }
+    let env = Env::process();
+    let configured = match command {
+        Command::Serve => Config::read_env(&env).map(|config| Configured::Serve(Box::new(config))),
+        _ => DatabaseConfig::from_env(&env).map(Configured::Database),
     };
-    let _flush_logs_on_exit = telemetry::init(config.log_format, std::io::stdout());
-    report(match command {
-        Command::Migrate => migrate(config).await,
-        Command::Status => status(config).await,
-        _ => serve(config).await,
+    let (configured, log_format) =
+        match configured.and_then(|c| Ok((c, LogFormat::from_env(&env)?))) {
+            Ok(both) => both,
+            Err(error) => return configuration_error(&error),
+        };
+    let _flush_logs_on_exit = telemetry::init(log_format, std::io::stdout());
+    report(match (command, configured) {
+        (Command::Serve, Configured::Serve(config)) => serve(*config).await,
+        (Command::Migrate, Configured::Database(database)) => migrate(database).await,
+        (Command::Status, Configured::Database(database)) => status(database).await,
+        _ => unreachable!("each command reads its own configuration"),
     })
+}
+
+enum Configured {
+    Serve(Box<Config>),
+    Database(DatabaseConfig),
+}
+
+fn configuration_error(error: &ConfigError) -> ExitCode {
+    eprintln!("configuration error: {error}");
+    ExitCode::from(2)
 }
 
 fn report(result: anyhow::Result<()>) -> ExitCode {
@@ -99,18 +103,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             "{variable} holds the example value from .env.example: replace it outside local use"
         );
     }
-    let pretty = config.log_format == LogFormat::Pretty;
     let app = App::build(config).await?;
     tracing::info!(port = app.port(), database = %app.database(), "serving");
-    if pretty {
-        println!("listening on http://{} ({})", app.address(), app.database());
-    }
+    // For people, whatever the log format: standard error, beside no log line.
+    eprintln!("listening on http://{} ({})", app.address(), app.database());
     app.run_until_stopped().await?;
     Ok(())
 }
 
-async fn status(config: Config) -> anyhow::Result<()> {
-    let store = Store::connect(&config.database_url.0, config.database_max_connections).await?;
+async fn status(database: DatabaseConfig) -> anyhow::Result<()> {
+    let store = Store::connect(&database.url.0, database.max_connections, Open::Existing).await?;
     let report = store.status().await?;
     store.close().await;
     println!("database: {}", store.describe());
@@ -128,8 +130,13 @@ async fn status(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn migrate(config: Config) -> anyhow::Result<()> {
-    let store = Store::connect(&config.database_url.0, config.database_max_connections).await?;
+async fn migrate(database: DatabaseConfig) -> anyhow::Result<()> {
+    let store = Store::connect(
+        &database.url.0,
+        database.max_connections,
+        Open::CreateIfMissing,
+    )
+    .await?;
     store.migrate().await?;
     store.close().await;
     tracing::info!("migrations applied");

@@ -55,7 +55,9 @@ pub enum ApiError {
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> ApiError {
         match error {
-            StoreError::Unavailable(_) => ApiError::Unavailable(error),
+            // A race lost again and again: nothing was written, and a retry will see the
+            // winner's rows.
+            StoreError::Unavailable(_) | StoreError::Conflict(_) => ApiError::Unavailable(error),
             StoreError::Refused(_) => ApiError::Refused(error),
             StoreError::Internal(_) => ApiError::Internal(error.into()),
         }

@@ -15,7 +15,7 @@ use crate::dispatch::Dispatcher;
 use crate::metrics::Metrics;
 use crate::routes;
 use crate::state::AppState;
-use crate::store::Store;
+use crate::store::{Open, Store};
 
 /// How long a stopping server waits for requests in flight before dropping them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -33,9 +33,13 @@ impl App {
     pub async fn build(config: Config) -> anyhow::Result<App> {
         let listener = TcpListener::bind(config.listen_addr)
             .with_context(|| format!("LISTEN_ADDR: cannot bind {}", config.listen_addr))?;
-        let store = Store::connect(&config.database_url.0, config.database_max_connections)
-            .await
-            .context("DATABASE_URL: cannot open the database")?;
+        let store = Store::connect(
+            &config.database.url.0,
+            config.database.max_connections,
+            Open::CreateIfMissing,
+        )
+        .await
+        .context("DATABASE_URL: cannot open the database")?;
         store
             .migrate()
             .await
@@ -52,9 +56,8 @@ impl App {
     ) -> anyhow::Result<App> {
         let address = listener.local_addr()?;
         let metrics = Metrics::default();
-        let dispatcher = config.dispatch.then(|| {
-            let dispatcher =
-                Dispatcher::new(store.clone(), config.delivery_max_retries, metrics.clone());
+        let dispatcher = config.delivery.dispatch.then(|| {
+            let dispatcher = Dispatcher::new(store.clone(), &config.delivery, metrics.clone());
             tokio::spawn(dispatcher.run())
         });
         let state = web::Data::new(AppState {

@@ -5,13 +5,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use chrono::Utc;
 
+use crate::domain::DeliveryStatus;
 use crate::metrics::Metrics;
 use crate::retry::{parse_retry_after, RetryPolicy, Verdict};
 use crate::signature::{sign_hex, sign_standard, Secret};
-use crate::store::{Claimed, DeliveryStatus, Settlement};
+use crate::store::{Claimed, Settlement};
 
-/// Longest an attempt may take (contract section 8).
-pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest text of an error kept with an attempt.
 const MAX_ERROR_CHARS: usize = 500;
 
@@ -89,7 +88,8 @@ pub(super) async fn attempt(
 async fn post(client: &reqwest::Client, delivery: &Claimed) -> Answer {
     let secret = match Secret::parse(&delivery.secret) {
         Ok(secret) => secret,
-        // The service generated it, so this is a damaged row: no attempt can succeed.
+        // The service generated it, so this is a damaged row: the attempt fails like one
+        // without an answer (and is retried, in case the row is mended).
         Err(reason) => {
             return Answer {
                 status: None,

@@ -11,19 +11,21 @@ use std::time::Duration;
 
 use tokio::task::JoinSet;
 
+use crate::config::DeliveryConfig;
+use crate::domain::DeliveryStatus;
 use crate::metrics::Metrics;
 use crate::retry::RetryPolicy;
-use crate::store::{DeliveryStatus, Settlement, Store};
+use crate::store::{Settlement, Store};
 
-pub use attempt::{signed_request, ATTEMPT_TIMEOUT};
+pub use attempt::signed_request;
 
 /// Attempts in flight at once per instance.
 const IN_FLIGHT: usize = 64;
 /// Outbound events fanned out per transaction.
 const FAN_OUT_BATCH: u32 = 500;
-/// How long a claimed delivery is this instance's; past it, another may take it over. Longer
-/// than an attempt can take.
-const LEASE: Duration = Duration::from_secs(30);
+/// How long a claimed delivery is this instance's beyond the attempt's own time limit; past
+/// it, another instance may take it over.
+const LEASE_MARGIN: Duration = Duration::from_secs(20);
 /// How often to look for work nobody woke us for: another instance's writes, retries due.
 const POLL: Duration = Duration::from_millis(500);
 /// How long to wait for more attempts to finish before settling those that have.
@@ -36,22 +38,25 @@ const BACKOFF: Duration = Duration::from_secs(1);
 pub struct Dispatcher {
     store: Store,
     client: reqwest::Client,
+    /// Longer than an attempt can take.
+    lease: Duration,
     policy: RetryPolicy,
     metrics: Metrics,
 }
 
 impl Dispatcher {
-    pub fn new(store: Store, max_retries: u32, metrics: Metrics) -> Dispatcher {
+    pub fn new(store: Store, config: &DeliveryConfig, metrics: Metrics) -> Dispatcher {
         let client = reqwest::Client::builder()
-            .timeout(ATTEMPT_TIMEOUT)
+            .timeout(config.timeout)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("a client with a timeout and no redirects");
         Dispatcher {
             store,
             client,
+            lease: config.timeout + LEASE_MARGIN,
             policy: RetryPolicy {
-                max_retries,
+                max_retries: config.max_retries,
                 ..RetryPolicy::default()
             },
             metrics,
@@ -60,7 +65,7 @@ impl Dispatcher {
 
     /// Runs until the task is dropped.
     pub async fn run(self) {
-        let wake = self.store.announced().clone();
+        let wake = self.store.dispatch_wakeup().clone();
         let mut in_flight: JoinSet<Settlement> = JoinSet::new();
         // New outbound events may be waiting (another instance's, or from before a restart).
         let mut fan_out = true;
@@ -125,7 +130,7 @@ impl Dispatcher {
         if room == 0 {
             return Ok(());
         }
-        let claimed = self.store.claim_deliveries(room as u32, LEASE).await?;
+        let claimed = self.store.claim_deliveries(room as u32, self.lease).await?;
         for delivery in claimed {
             let (client, policy, metrics) = (
                 self.client.clone(),

@@ -1,17 +1,24 @@
 //! The product's vocabulary, parsed from untrusted input once so that everything past the
-//! front door works with values that are known to be valid, and the rules of an order's life,
-//! of an operator's moves and of subscriptions.
+//! front door works with values that are known to be valid, and the product's rules: an
+//! order's life, what a batch of events writes, an operator's moves, subscriptions and
+//! deliveries. Pure: no database, no HTTP; tested on its own.
 
+pub mod delivery;
+pub mod fields;
 pub mod fold;
 pub mod operator;
 pub mod order_event;
+pub mod plan;
 pub mod shipment;
 pub mod subscription;
 
+pub use delivery::DeliveryStatus;
+pub use fields::FieldError;
 pub use fold::{Decision, Fact, Folded, OrderLife, Outcome};
 pub use operator::{IllegalMove, ShipmentPatch};
-pub use order_event::{Change, Delivery, Event, FieldError, OrderEvent};
+pub use order_event::{Change, Delivery, Event, OrderEvent};
+pub use plan::Applied;
 pub use shipment::{
-    Address, Announcement, Item, OrderState, Shipment, ShipmentChange, ShipmentStatus,
+    Address, Item, OrderState, OutboundEvent, Shipment, ShipmentChange, ShipmentStatus,
 };
 pub use subscription::{NewSubscription, Subscription, SubscriptionPatch};

@@ -3,10 +3,10 @@
 //! and tracking number. Pure: the store locks, loads, calls [`ShipmentPatch::apply`], saves.
 
 use chrono::{DateTime, Utc};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::order_event::Fields;
-use super::{FieldError, Shipment, ShipmentStatus};
+use super::fields::{FieldError, Fields};
+use super::{Shipment, ShipmentStatus};
 
 /// A parsed PATCH body: each field absent (unchanged) or given; carrier and tracking number
 /// may be cleared with `null`.
@@ -30,19 +30,13 @@ const FIELDS: [&str; 3] = ["status", "carrier", "tracking_number"];
 impl ShipmentPatch {
     pub fn parse(body: &Value) -> Result<ShipmentPatch, Vec<FieldError>> {
         let mut fields = Fields::default();
-        let Some(object) = body.as_object() else {
-            fields.reject("body", "must be a JSON object");
+        let Some(object) = fields.object_of_known(
+            body,
+            &FIELDS,
+            "is not a field of a shipment an operator can change",
+        ) else {
             return Err(fields.errors);
         };
-        for name in object
-            .keys()
-            .filter(|name| !FIELDS.contains(&name.as_str()))
-        {
-            fields.reject(
-                name.clone(),
-                "is not a field of a shipment an operator can change",
-            );
-        }
         if !FIELDS.iter().any(|name| object.contains_key(*name)) {
             fields.reject(
                 "body",
@@ -64,14 +58,10 @@ impl ShipmentPatch {
         };
         let patch = ShipmentPatch {
             status,
-            carrier: clearable(&mut fields, object, "carrier"),
-            tracking_number: clearable(&mut fields, object, "tracking_number"),
+            carrier: fields.clearable_text(object, "carrier"),
+            tracking_number: fields.clearable_text(object, "tracking_number"),
         };
-        if fields.errors.is_empty() {
-            Ok(patch)
-        } else {
-            Err(fields.errors)
-        }
+        fields.finish(Some(patch))
     }
 
     /// The shipment after the patch, `Ok(None)` when it changes nothing (the current status
@@ -102,21 +92,7 @@ impl ShipmentPatch {
         if next == *current {
             return Ok(None);
         }
-        next.revision += 1;
-        next.updated_at = now;
-        Ok(Some((next, operator_status)))
-    }
-}
-
-/// A text field that may also be `null` (cleared).
-fn clearable(
-    fields: &mut Fields,
-    object: &Map<String, Value>,
-    name: &str,
-) -> Option<Option<String>> {
-    match object.get(name)? {
-        Value::Null => Some(None),
-        value => fields.text(Some(value), name).map(Some),
+        Ok(Some((next.revised(now), operator_status)))
     }
 }
 

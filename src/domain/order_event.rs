@@ -4,20 +4,16 @@
 //! fields are reported together so a sender can fix its payload in one go.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use super::fields::{is_storable, FieldError, Fields, MAX_TEXT_BYTES};
 use super::{Address, Item, OrderState};
 
 pub const ORDER_CREATED: &str = "order.created";
 pub const ORDER_UPDATED: &str = "order.updated";
 pub const ORDER_CANCELLED: &str = "order.cancelled";
 
-/// Longest text we store, in bytes (UTF-8): keeps rows small, refuses payloads built to bloat
-/// the database, and keeps every indexed value far below PostgreSQL's btree row limit (about
-/// 2,700 bytes), the same on both backends, so no authentic event is refused by the database.
-const MAX_TEXT_BYTES: usize = 1024;
 /// An item quantity must fit a 32-bit integer in every consumer downstream.
 const MAX_QUANTITY: i64 = i32::MAX as i64;
 
@@ -62,18 +58,27 @@ pub enum Change {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FieldError {
-    pub field: String,
-    pub message: &'static str,
-}
-
 impl Change {
     pub fn event_type(&self) -> &'static str {
         match self {
             Change::Created(_) => ORDER_CREATED,
             Change::Updated(_) => ORDER_UPDATED,
             Change::Cancelled { .. } => ORDER_CANCELLED,
+        }
+    }
+
+    /// The order's state the change carries; a cancellation carries none.
+    pub fn state(&self) -> Option<&OrderState> {
+        match self {
+            Change::Created(state) | Change::Updated(state) => Some(state),
+            Change::Cancelled { .. } => None,
+        }
+    }
+
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Change::Cancelled { reason } => reason.as_deref(),
+            _ => None,
         }
     }
 }
@@ -116,26 +121,22 @@ impl Delivery {
         let payload_id = id.or(event_id);
         let event_type = fields.text(object.get("event_type"), "event_type");
         let event = match event_type.as_deref() {
-            Some(ORDER_CREATED | ORDER_UPDATED | ORDER_CANCELLED) => fields
-                .order_event(object, event_type.as_deref().unwrap_or_default())
-                .map(Event::Order),
+            Some(kind @ (ORDER_CREATED | ORDER_UPDATED | ORDER_CANCELLED)) => {
+                order_event(&mut fields, object, kind).map(Event::Order)
+            }
             Some(other) => Some(Event::Other {
                 event_type: other.to_owned(),
                 order_id: lenient_order_id(object),
             }),
             None => None,
         };
-        match event {
-            Some(event) if fields.errors.is_empty() => {
-                let given = webhook_id.map(str::to_owned).or(payload_id);
-                Ok(Delivery {
-                    derived_id: given.is_none(),
-                    event_id: given.unwrap_or_else(|| derived_event_id(&event, body)),
-                    event,
-                })
-            }
-            _ => Err(fields.errors),
-        }
+        let event = fields.finish(event)?;
+        let given = webhook_id.map(str::to_owned).or(payload_id);
+        Ok(Delivery {
+            derived_id: given.is_none(),
+            event_id: given.unwrap_or_else(|| derived_event_id(&event, body)),
+            event,
+        })
     }
 }
 
@@ -155,7 +156,8 @@ fn derived_event_id(event: &Event, body: &[u8]) -> String {
     }
 }
 
-fn body_digest(body: &[u8]) -> String {
+/// `sha256:<hex digest>`: the id of a body that carries no other.
+pub fn body_digest(body: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(body)))
 }
 
@@ -165,178 +167,111 @@ fn lenient_order_id(object: &Map<String, Value>) -> Option<String> {
     is_storable(order_id).then(|| order_id.to_owned())
 }
 
-fn is_storable(text: &str) -> bool {
-    !text.trim().is_empty() && !text.contains('\0') && text.len() <= MAX_TEXT_BYTES
+fn order_event(
+    fields: &mut Fields,
+    object: &Map<String, Value>,
+    event_type: &str,
+) -> Option<OrderEvent> {
+    let cancelled = event_type == ORDER_CANCELLED;
+    // A cancellation carries no state, so it needs no time of its own.
+    let occurred_at = match object.get("timestamp") {
+        None | Some(Value::Null) if cancelled => Some(None),
+        value => fields.timestamp(value, "timestamp").map(Some),
+    };
+    let data = fields.object(object.get("data"), "data")?;
+    let order_id = fields.text(data.get("order_id"), "data.order_id");
+    let version = version(fields, data.get("version"));
+    let change = match event_type {
+        ORDER_CREATED => state(fields, data).map(Change::Created),
+        ORDER_UPDATED => state(fields, data).map(Change::Updated),
+        _ => Some(Change::Cancelled {
+            reason: fields.optional_text(data.get("reason"), "data.reason"),
+        }),
+    };
+    Some(OrderEvent {
+        order_id: order_id?,
+        version: version?,
+        occurred_at: occurred_at?,
+        change: change?,
+    })
 }
 
-/// Collects every field error instead of stopping at the first; every parser of untrusted
-/// JSON in `domain` uses it, so limits and messages are the same everywhere.
-#[derive(Default)]
-pub(super) struct Fields {
-    pub(super) errors: Vec<FieldError>,
-}
-
-impl Fields {
-    pub(super) fn reject(&mut self, field: impl Into<String>, message: &'static str) {
-        self.errors.push(FieldError {
-            field: field.into(),
-            message,
-        });
-    }
-
-    pub(super) fn text(&mut self, value: Option<&Value>, field: &str) -> Option<String> {
-        let message = match value {
-            None | Some(Value::Null) => "is required",
-            Some(Value::String(text)) if text.trim().is_empty() => "must not be empty",
-            Some(Value::String(text)) if text.contains('\0') => "must not contain NUL characters",
-            Some(Value::String(text)) if text.len() > MAX_TEXT_BYTES => {
-                "must be at most 1024 bytes (UTF-8)"
-            }
-            Some(Value::String(text)) => return Some(text.clone()),
-            Some(_) => "must be a string",
-        };
-        self.reject(field, message);
-        None
-    }
-
-    pub(super) fn optional_text(&mut self, value: Option<&Value>, field: &str) -> Option<String> {
-        match value {
-            None | Some(Value::Null) => None,
-            present => self.text(present, field),
-        }
-    }
-
-    fn object<'v>(
-        &mut self,
-        value: Option<&'v Value>,
-        field: &str,
-    ) -> Option<&'v Map<String, Value>> {
-        match value {
-            Some(Value::Object(object)) => Some(object),
-            None | Some(Value::Null) => {
-                self.reject(field, "is required");
-                None
-            }
-            Some(_) => {
-                self.reject(field, "must be an object");
-                None
-            }
-        }
-    }
-
-    fn timestamp(&mut self, value: Option<&Value>, field: &str) -> Option<DateTime<Utc>> {
-        let text = self.text(value, field)?;
-        match DateTime::parse_from_rfc3339(&text) {
-            Ok(at) => Some(at.with_timezone(&Utc)),
-            Err(_) => {
-                self.reject(field, "must be an RFC 3339 date-time");
-                None
-            }
-        }
-    }
-
-    fn quantity(&mut self, value: Option<&Value>, field: &str) -> Option<i64> {
-        match value.and_then(Value::as_i64) {
-            Some(quantity) if (1..=MAX_QUANTITY).contains(&quantity) => Some(quantity),
+/// `data.version`: absent, or an integer from 1.
+fn version(fields: &mut Fields, value: Option<&Value>) -> Option<Option<i64>> {
+    match value {
+        None | Some(Value::Null) => Some(None),
+        Some(value) => match value.as_i64() {
+            Some(version) if version >= 1 => Some(Some(version)),
             _ => {
-                self.reject(field, "must be an integer from 1 to 2147483647");
+                fields.reject("data.version", "must be an integer of at least 1");
                 None
             }
+        },
+    }
+}
+
+fn state(fields: &mut Fields, data: &Map<String, Value>) -> Option<OrderState> {
+    let customer_id = fields.text(data.get("customer_id"), "data.customer_id");
+    let items = items(fields, data.get("items"));
+    let shipping_address = address(fields, data.get("shipping_address"));
+    Some(OrderState {
+        customer_id: customer_id?,
+        items: items?,
+        shipping_address: shipping_address?,
+    })
+}
+
+fn items(fields: &mut Fields, value: Option<&Value>) -> Option<Vec<Item>> {
+    let list = match value {
+        Some(Value::Array(list)) if !list.is_empty() => list,
+        Some(Value::Array(_)) => {
+            fields.reject("data.items", "must contain at least one item");
+            return None;
+        }
+        None | Some(Value::Null) => {
+            fields.reject("data.items", "is required");
+            return None;
+        }
+        Some(_) => {
+            fields.reject("data.items", "must be an array");
+            return None;
+        }
+    };
+    let mut items = Vec::with_capacity(list.len());
+    for (index, entry) in list.iter().enumerate() {
+        let path = format!("data.items[{index}]");
+        let Some(item) = fields.object(Some(entry), &path) else {
+            continue;
+        };
+        let sku = fields.text(item.get("sku"), &format!("{path}.sku"));
+        let quantity = quantity(fields, item.get("quantity"), &format!("{path}.quantity"));
+        if let (Some(sku), Some(quantity)) = (sku, quantity) {
+            items.push(Item { sku, quantity });
         }
     }
+    (items.len() == list.len()).then_some(items)
+}
 
-    fn items(&mut self, value: Option<&Value>) -> Option<Vec<Item>> {
-        let list = match value {
-            Some(Value::Array(list)) if !list.is_empty() => list,
-            Some(Value::Array(_)) => {
-                self.reject("data.items", "must contain at least one item");
-                return None;
-            }
-            None | Some(Value::Null) => {
-                self.reject("data.items", "is required");
-                return None;
-            }
-            Some(_) => {
-                self.reject("data.items", "must be an array");
-                return None;
-            }
-        };
-        let mut items = Vec::with_capacity(list.len());
-        for (index, entry) in list.iter().enumerate() {
-            let path = format!("data.items[{index}]");
-            let Some(item) = self.object(Some(entry), &path) else {
-                continue;
-            };
-            let sku = self.text(item.get("sku"), &format!("{path}.sku"));
-            let quantity = self.quantity(item.get("quantity"), &format!("{path}.quantity"));
-            if let (Some(sku), Some(quantity)) = (sku, quantity) {
-                items.push(Item { sku, quantity });
-            }
-        }
-        (items.len() == list.len()).then_some(items)
-    }
-
-    fn address(&mut self, value: Option<&Value>) -> Option<Address> {
-        let address = self.object(value, "data.shipping_address")?;
-        let street = self.text(address.get("street"), "data.shipping_address.street");
-        let city = self.text(address.get("city"), "data.shipping_address.city");
-        let zip = self.text(address.get("zip"), "data.shipping_address.zip");
-        Some(Address {
-            street: street?,
-            city: city?,
-            zip: zip?,
-        })
-    }
-
-    /// `data.version`: absent, or an integer from 1.
-    fn version(&mut self, value: Option<&Value>) -> Option<Option<i64>> {
-        match value {
-            None | Some(Value::Null) => Some(None),
-            Some(value) => match value.as_i64() {
-                Some(version) if version >= 1 => Some(Some(version)),
-                _ => {
-                    self.reject("data.version", "must be an integer of at least 1");
-                    None
-                }
-            },
+fn quantity(fields: &mut Fields, value: Option<&Value>, field: &str) -> Option<i64> {
+    match value.and_then(Value::as_i64) {
+        Some(quantity) if (1..=MAX_QUANTITY).contains(&quantity) => Some(quantity),
+        _ => {
+            fields.reject(field, "must be an integer from 1 to 2147483647");
+            None
         }
     }
+}
 
-    fn state(&mut self, data: &Map<String, Value>) -> Option<OrderState> {
-        let customer_id = self.text(data.get("customer_id"), "data.customer_id");
-        let items = self.items(data.get("items"));
-        let shipping_address = self.address(data.get("shipping_address"));
-        Some(OrderState {
-            customer_id: customer_id?,
-            items: items?,
-            shipping_address: shipping_address?,
-        })
-    }
-
-    fn order_event(&mut self, object: &Map<String, Value>, event_type: &str) -> Option<OrderEvent> {
-        let cancelled = event_type == ORDER_CANCELLED;
-        // A cancellation carries no state, so it needs no time of its own.
-        let occurred_at = match object.get("timestamp") {
-            None | Some(Value::Null) if cancelled => Some(None),
-            value => self.timestamp(value, "timestamp").map(Some),
-        };
-        let data = self.object(object.get("data"), "data")?;
-        let order_id = self.text(data.get("order_id"), "data.order_id");
-        let version = self.version(data.get("version"));
-        let change = match event_type {
-            ORDER_CREATED => self.state(data).map(Change::Created),
-            ORDER_UPDATED => self.state(data).map(Change::Updated),
-            _ => Some(Change::Cancelled {
-                reason: self.optional_text(data.get("reason"), "data.reason"),
-            }),
-        };
-        Some(OrderEvent {
-            order_id: order_id?,
-            version: version?,
-            occurred_at: occurred_at?,
-            change: change?,
-        })
-    }
+fn address(fields: &mut Fields, value: Option<&Value>) -> Option<Address> {
+    let address = fields.object(value, "data.shipping_address")?;
+    let street = fields.text(address.get("street"), "data.shipping_address.street");
+    let city = fields.text(address.get("city"), "data.shipping_address.city");
+    let zip = fields.text(address.get("zip"), "data.shipping_address.zip");
+    Some(Address {
+        street: street?,
+        city: city?,
+        zip: zip?,
+    })
 }
 
 #[cfg(test)]

@@ -80,9 +80,10 @@ impl ShipmentStatus {
             .find(|status| status.as_str() == value)
     }
 
-    /// The status served: the operator's, unless the order's own events cancel a shipment the
-    /// operator has only packed (or not touched).
-    pub fn of(ordered: ShipmentStatus, operator: Option<ShipmentStatus>) -> ShipmentStatus {
+    /// The status served, from what the order's events decide (`ordered`) and what an
+    /// operator moved the shipment to: the operator's, unless the order's own events cancel a
+    /// shipment the operator has only packed (or not touched).
+    pub fn served(ordered: ShipmentStatus, operator: Option<ShipmentStatus>) -> ShipmentStatus {
         match (operator, ordered) {
             (Some(ShipmentStatus::Packed) | None, ShipmentStatus::Cancelled) => {
                 ShipmentStatus::Cancelled
@@ -120,6 +121,20 @@ pub struct Shipment {
     pub ordered_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+impl Shipment {
+    pub const FIRST_REVISION: i64 = 1;
+
+    /// The shipment as changed now: one revision on. Every change goes through here, whether
+    /// the order's events or an operator made it.
+    pub fn revised(self, now: DateTime<Utc>) -> Shipment {
+        Shipment {
+            revision: self.revision + 1,
+            updated_at: now,
+            ..self
+        }
+    }
 }
 
 /// What kind of change an announcement reports (contract section 8).
@@ -166,12 +181,46 @@ impl ShipmentChange {
 /// The body of every outbound event: the shipment as `GET /shipments/{id}` serves it, after
 /// the change. `id` is the outbound event's own id, stable across retries.
 #[derive(Debug, Serialize)]
-pub struct Announcement<'a> {
-    pub id: Uuid,
+struct Announcement<'a> {
+    id: Uuid,
     #[serde(rename = "type")]
+    change: ShipmentChange,
+    timestamp: DateTime<Utc>,
+    data: &'a Shipment,
+}
+
+/// One change of one shipment, as every subscriber will get it: a row of the outbox.
+#[derive(Debug, Clone)]
+pub struct OutboundEvent {
+    pub id: Uuid,
+    pub shipment_id: Uuid,
     pub change: ShipmentChange,
-    pub timestamp: DateTime<Utc>,
-    pub data: &'a Shipment,
+    /// The body, exactly as delivered.
+    pub body: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl OutboundEvent {
+    /// The announcement that `before` (none: a new shipment) became `after`.
+    pub fn announce(
+        before: Option<&Shipment>,
+        after: &Shipment,
+        now: DateTime<Utc>,
+    ) -> OutboundEvent {
+        let announcement = Announcement {
+            id: Uuid::now_v7(),
+            change: ShipmentChange::between(before, after),
+            timestamp: now,
+            data: after,
+        };
+        OutboundEvent {
+            id: announcement.id,
+            shipment_id: after.id,
+            change: announcement.change,
+            body: serde_json::to_string(&announcement).expect("plain data always serialises"),
+            created_at: now,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -189,11 +238,11 @@ mod tests {
 
     #[test]
     fn an_order_cancellation_wins_over_packed_but_not_over_shipped() {
-        assert_eq!(ShipmentStatus::of(Pending, None), Pending);
-        assert_eq!(ShipmentStatus::of(Cancelled, None), Cancelled);
-        assert_eq!(ShipmentStatus::of(Pending, Some(Packed)), Packed);
-        assert_eq!(ShipmentStatus::of(Cancelled, Some(Packed)), Cancelled);
-        assert_eq!(ShipmentStatus::of(Cancelled, Some(Shipped)), Shipped);
-        assert_eq!(ShipmentStatus::of(Pending, Some(Cancelled)), Cancelled);
+        assert_eq!(ShipmentStatus::served(Pending, None), Pending);
+        assert_eq!(ShipmentStatus::served(Cancelled, None), Cancelled);
+        assert_eq!(ShipmentStatus::served(Pending, Some(Packed)), Packed);
+        assert_eq!(ShipmentStatus::served(Cancelled, Some(Packed)), Cancelled);
+        assert_eq!(ShipmentStatus::served(Cancelled, Some(Shipped)), Shipped);
+        assert_eq!(ShipmentStatus::served(Pending, Some(Cancelled)), Cancelled);
     }
 }

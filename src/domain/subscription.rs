@@ -5,16 +5,17 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
-use super::order_event::Fields;
-use super::{FieldError, ShipmentChange};
+use super::fields::{FieldError, Fields};
+use super::ShipmentChange;
 
 /// Longest accepted subscription URL, in bytes.
 const MAX_URL_BYTES: usize = 2048;
 /// Random bytes in a generated secret (the Standard Webhooks minimum is 24).
 const SECRET_BYTES: usize = 32;
+const UNKNOWN: &str = "is not a field of a subscription";
 
 /// A subscription as the API serves it: never with its secret.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -53,28 +54,35 @@ pub struct SubscriptionPatch {
 impl NewSubscription {
     pub fn parse(body: &Value) -> Result<NewSubscription, Vec<FieldError>> {
         let mut fields = Fields::default();
-        let object = fields.body(body, &["url", "event_types", "description"])?;
-        let url = fields.url(object.get("url"));
+        let Some(object) =
+            fields.object_of_known(body, &["url", "event_types", "description"], UNKNOWN)
+        else {
+            return Err(fields.errors);
+        };
+        let url = url(&mut fields, object.get("url"));
         let event_types = match object.get("event_types") {
             None | Some(Value::Null) => Some(ShipmentChange::ALL.to_vec()),
-            value => fields.event_types(value),
+            value => event_types(&mut fields, value),
         };
         let description = fields.optional_text(object.get("description"), "description");
-        match (url, event_types) {
-            (Some(url), Some(event_types)) if fields.errors.is_empty() => Ok(NewSubscription {
+        let new = url
+            .zip(event_types)
+            .map(|(url, event_types)| NewSubscription {
                 url,
                 event_types,
                 description,
-            }),
-            _ => Err(fields.errors),
-        }
+            });
+        fields.finish(new)
     }
 }
 
 impl SubscriptionPatch {
     pub fn parse(body: &Value) -> Result<SubscriptionPatch, Vec<FieldError>> {
         let mut fields = Fields::default();
-        let object = fields.body(body, &["url", "event_types", "active"])?;
+        let Some(object) = fields.object_of_known(body, &["url", "event_types", "active"], UNKNOWN)
+        else {
+            return Err(fields.errors);
+        };
         if object.is_empty() {
             fields.reject(
                 "body",
@@ -82,10 +90,12 @@ impl SubscriptionPatch {
             );
         }
         let patch = SubscriptionPatch {
-            url: object.get("url").and_then(|value| fields.url(Some(value))),
+            url: object
+                .get("url")
+                .and_then(|value| url(&mut fields, Some(value))),
             event_types: object
                 .get("event_types")
-                .and_then(|value| fields.event_types(Some(value))),
+                .and_then(|value| event_types(&mut fields, Some(value))),
             active: object.get("active").and_then(|value| match value {
                 Value::Bool(active) => Some(*active),
                 _ => {
@@ -94,11 +104,7 @@ impl SubscriptionPatch {
                 }
             }),
         };
-        if fields.errors.is_empty() {
-            Ok(patch)
-        } else {
-            Err(fields.errors)
-        }
+        fields.finish(Some(patch))
     }
 }
 
@@ -109,60 +115,40 @@ pub fn new_secret() -> String {
     format!("whsec_{}", BASE64.encode(bytes))
 }
 
-impl Fields {
-    /// The body as an object with only `known` fields.
-    fn body<'v>(
-        &mut self,
-        body: &'v Value,
-        known: &[&str],
-    ) -> Result<&'v Map<String, Value>, Vec<FieldError>> {
-        let Some(object) = body.as_object() else {
-            self.reject("body", "must be a JSON object");
-            return Err(std::mem::take(&mut self.errors));
-        };
-        for name in object.keys().filter(|name| !known.contains(&name.as_str())) {
-            self.reject(name.clone(), "is not a field of a subscription");
+fn url(fields: &mut Fields, value: Option<&Value>) -> Option<String> {
+    let text = fields.text(value, "url")?;
+    let parsed = reqwest::Url::parse(&text).ok();
+    let message = match parsed {
+        _ if text.len() > MAX_URL_BYTES => "must be at most 2048 bytes",
+        None => "must be an absolute URL",
+        Some(url) if !matches!(url.scheme(), "http" | "https") => "must be an http or https URL",
+        Some(url) if url.host().is_none() => "must name a host",
+        Some(_) => return Some(text),
+    };
+    fields.reject("url", message);
+    None
+}
+
+fn event_types(fields: &mut Fields, value: Option<&Value>) -> Option<Vec<ShipmentChange>> {
+    const MESSAGE: &str =
+        "must be a non-empty list of shipment.created, shipment.updated, shipment.status_changed";
+    let parsed: Option<Vec<ShipmentChange>> = value
+        .and_then(Value::as_array)
+        .filter(|list| !list.is_empty())
+        .and_then(|list| {
+            list.iter()
+                .map(|item| item.as_str().and_then(ShipmentChange::parse))
+                .collect()
+        });
+    match parsed {
+        Some(mut types) => {
+            types.sort_by_key(|change| change.as_str());
+            types.dedup();
+            Some(types)
         }
-        Ok(object)
-    }
-
-    fn url(&mut self, value: Option<&Value>) -> Option<String> {
-        let text = self.text(value, "url")?;
-        let parsed = reqwest::Url::parse(&text).ok();
-        let message = match parsed {
-            _ if text.len() > MAX_URL_BYTES => "must be at most 2048 bytes",
-            None => "must be an absolute URL",
-            Some(url) if !matches!(url.scheme(), "http" | "https") => {
-                "must be an http or https URL"
-            }
-            Some(url) if url.host().is_none() => "must name a host",
-            Some(_) => return Some(text),
-        };
-        self.reject("url", message);
-        None
-    }
-
-    fn event_types(&mut self, value: Option<&Value>) -> Option<Vec<ShipmentChange>> {
-        const MESSAGE: &str =
-            "must be a non-empty list of shipment.created, shipment.updated, shipment.status_changed";
-        let parsed: Option<Vec<ShipmentChange>> = value
-            .and_then(Value::as_array)
-            .filter(|list| !list.is_empty())
-            .and_then(|list| {
-                list.iter()
-                    .map(|item| item.as_str().and_then(ShipmentChange::parse))
-                    .collect()
-            });
-        match parsed {
-            Some(mut types) => {
-                types.sort_by_key(|change| change.as_str());
-                types.dedup();
-                Some(types)
-            }
-            None => {
-                self.reject("event_types", MESSAGE);
-                None
-            }
+        None => {
+            fields.reject("event_types", MESSAGE);
+            None
         }
     }
 }

@@ -5,9 +5,10 @@ use serde::Deserialize;
 
 use super::auth::Authorized;
 use super::{not_found, page_request, path_id, Listing};
+use crate::domain::DeliveryStatus;
 use crate::problem::ApiError;
 use crate::state::AppState;
-use crate::store::{DeliveryFilter, DeliveryStatus};
+use crate::store::DeliveryFilter;
 
 #[derive(Deserialize)]
 pub struct DeliveriesQuery {

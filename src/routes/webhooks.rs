@@ -9,12 +9,12 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::require_json;
+use crate::domain::Applied;
 use crate::domain::Delivery;
 use crate::domain::Outcome;
 use crate::problem::ApiError;
 use crate::signature::Verified;
 use crate::state::AppState;
-use crate::store::Applied;
 
 #[derive(Serialize)]
 struct Receipt {

@@ -16,23 +16,25 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Applied, StoreError};
-use crate::domain::Delivery;
+use super::StoreError;
+use crate::domain::{Applied, Delivery};
 
 /// Deliveries queued beyond this are answered 503 at once rather than waiting without bound.
 const QUEUE_CAPACITY: usize = 4096;
 /// Upper bound on one transaction, so a burst still commits (and answers) in slices.
 const MAX_BATCH: usize = 256;
-/// A batch that lost a race for an event id to another instance is applied again, and then
-/// sees the winner's row; more than a few losses in a row would mean something else is wrong.
+/// A batch that lost a race to another writer (an event id it recorded first, a shipment it
+/// changed first) is applied again, and then sees the winner's rows; more than a few losses
+/// in a row would mean something else is wrong.
 const RACE_RETRIES: usize = 3;
 /// Longest a batch may take, lock waits included; past it the batch is answered 503 (nothing
 /// was committed, so the senders' retries are safe) and the writer moves on.
 pub(super) const COMMIT_DEADLINE: Duration = Duration::from_secs(5);
 
-/// A database that applies a batch of deliveries, in order, in one transaction.
-pub(super) trait Commit: Send + Sync + 'static {
-    fn commit(
+/// A database that applies a batch of deliveries, in order, in one transaction, and answers
+/// each only once that has committed.
+pub(super) trait ApplyBatch: Send + Sync + 'static {
+    fn apply_batch(
         &self,
         deliveries: &[&Delivery],
     ) -> impl Future<Output = Result<Vec<Applied>, StoreError>> + Send;
@@ -60,10 +62,10 @@ pub(super) struct Batcher {
 }
 
 impl Batcher {
-    /// Starts one writer task; it ends when the last `Batcher` clone is dropped. (More
-    /// writers, each with its own batch in flight, were measured: smaller batches cost more
-    /// CPU per event than the overlap saved.)
-    pub fn spawn(writer: impl Commit) -> Batcher {
+    /// Starts one writer task; it ends when the last `Batcher` clone is dropped. One: several,
+    /// each with its own batch in flight, make smaller batches, which cost more CPU per event
+    /// than their overlap saves.
+    pub fn spawn(writer: impl ApplyBatch) -> Batcher {
         let (queue, jobs) = mpsc::channel(QUEUE_CAPACITY);
         tokio::spawn(write_batches(writer, jobs));
         Batcher { queue }
@@ -72,7 +74,7 @@ impl Batcher {
     /// Starts one writer on a thread of its own, for a database whose calls block (SQLite):
     /// a webhook's delivery wakes the writer directly, and a batch runs from its first
     /// statement to its commit without handing over to another thread.
-    pub fn spawn_thread(writer: impl Commit) -> std::io::Result<Batcher> {
+    pub fn spawn_thread(writer: impl ApplyBatch) -> std::io::Result<Batcher> {
         let (queue, jobs) = mpsc::channel(QUEUE_CAPACITY);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
@@ -113,15 +115,15 @@ impl Batcher {
     }
 }
 
-/// Commits within the deadline, again while another instance won a race for one of the
-/// batch's event ids. A panic inside fails this batch only.
+/// Applies the batch within the deadline, again while another writer won a race for its rows.
+/// A panic inside fails this batch only.
 async fn commit(
-    writer: &impl Commit,
+    writer: &impl ApplyBatch,
     deliveries: &[&Delivery],
 ) -> Result<Vec<Applied>, StoreError> {
     let mut tries = 0;
     loop {
-        let attempt = AssertUnwindSafe(writer.commit(deliveries)).catch_unwind();
+        let attempt = AssertUnwindSafe(writer.apply_batch(deliveries)).catch_unwind();
         let result = match tokio::time::timeout(COMMIT_DEADLINE, attempt).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => {
@@ -141,13 +143,13 @@ async fn commit(
             }
         };
         match result {
-            Err(error) if error.is_lost_race() && tries < RACE_RETRIES => tries += 1,
+            Err(StoreError::Conflict(_)) if tries < RACE_RETRIES => tries += 1,
             result => return result,
         }
     }
 }
 
-async fn write_batches(writer: impl Commit, mut jobs: mpsc::Receiver<Job>) {
+async fn write_batches(writer: impl ApplyBatch, mut jobs: mpsc::Receiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let deliveries: Vec<&Delivery> = batch
@@ -163,7 +165,9 @@ async fn write_batches(writer: impl Commit, mut jobs: mpsc::Receiver<Job>) {
             Ok(answers) => answers.into_iter().map(Ok).collect(),
             // One bad delivery must not fail its neighbours: retry each on its own. Not when
             // the database is unavailable; that would only multiply the wait.
-            Err(StoreError::Internal(_) | StoreError::Refused(_)) if deliveries.len() > 1 => {
+            Err(StoreError::Internal(_) | StoreError::Refused(_) | StoreError::Conflict(_))
+                if deliveries.len() > 1 =>
+            {
                 let mut answers = Vec::with_capacity(deliveries.len());
                 for delivery in &deliveries {
                     answers.push(
@@ -201,8 +205,8 @@ mod tests {
     /// A database whose commit panics for one order id and applies the rest.
     struct PanicsOn(&'static str);
 
-    impl Commit for PanicsOn {
-        async fn commit(&self, deliveries: &[&Delivery]) -> Result<Vec<Applied>, StoreError> {
+    impl ApplyBatch for PanicsOn {
+        async fn apply_batch(&self, deliveries: &[&Delivery]) -> Result<Vec<Applied>, StoreError> {
             if deliveries
                 .iter()
                 .any(|delivery| delivery.event_id == self.0)

@@ -1,13 +1,14 @@
 //! An operator's change of a shipment: in one transaction, under the same per-order lock as
 //! the order's events, with its announcement written to the outbox beside it.
 
+use std::sync::LazyLock;
+
 use uuid::Uuid;
 
-use super::plan::OutboxRow;
-use super::postgres::begin_and_lock;
-use super::rows::{ShipmentRow, SHIPMENT_COLUMNS, WHILE_SUBSCRIBED};
-use super::{Store, StoreError};
-use crate::domain::{IllegalMove, Shipment, ShipmentPatch};
+use super::outbox::insert_outbound;
+use super::rows::{ShipmentRow, SHIPMENT_COLUMNS};
+use super::{Store, StoreError, Write};
+use crate::domain::{IllegalMove, OutboundEvent, Shipment, ShipmentPatch};
 
 /// What became of a PATCH.
 #[derive(Debug)]
@@ -22,6 +23,14 @@ pub enum Patched {
     Done(Box<Shipment>),
 }
 
+/// The operator's fields, written only over the revision that was read.
+const UPDATE: &str = "UPDATE shipments SET status = $2, \
+         operator_status = COALESCE($3, operator_status), carrier = $4, \
+         tracking_number = $5, revision = $6, updated_at = $7 \
+     WHERE id = $1 AND revision = $8";
+
+static ANNOUNCE: LazyLock<String> = LazyLock::new(|| insert_outbound("SELECT $1, $2, $3, $4, $5"));
+
 impl Store {
     #[tracing::instrument(skip_all, fields(shipment_id = %id))]
     pub async fn patch_shipment(
@@ -31,8 +40,8 @@ impl Store {
         if_match: Option<i64>,
     ) -> Result<Patched, StoreError> {
         // The order id never changes, so it can be read before the order is locked.
-        let order_id: Option<String> = on_pool!(self, |pool| {
-            let mut conn = pool.acquire().await.map_err(StoreError::unavailable)?;
+        let order_id: Option<String> = with_backend!(self, |db| {
+            let mut conn = db.reader().await?;
             sqlx::query_scalar("SELECT order_id FROM shipments WHERE id = $1")
                 .bind(id)
                 .fetch_optional(&mut *conn)
@@ -42,8 +51,14 @@ impl Store {
             return Ok(Patched::NotFound);
         };
         let select = format!("SELECT {SHIPMENT_COLUMNS} FROM shipments WHERE id = $1");
-        let changed = in_transaction!(self, begin_and_lock(&[order_id]), |tx| {
-            let row: ShipmentRow = sqlx::query_as(&select).bind(id).fetch_one(&mut *tx).await?;
+        let changed = with_backend!(self, |db| {
+            let mut tx = db
+                .begin(Write::Orders(std::slice::from_ref(&order_id)))
+                .await?;
+            let row: ShipmentRow = sqlx::query_as(&select)
+                .bind(id)
+                .fetch_one(tx.conn())
+                .await?;
             let current = Shipment::try_from(row)?;
             if if_match.is_some_and(|revision| revision != current.revision) {
                 return Ok(Patched::Stale {
@@ -56,37 +71,37 @@ impl Store {
                 Ok(None) => return Ok(Patched::Done(Box::new(current))),
                 Ok(Some(change)) => change,
             };
-            let outbox = OutboxRow::announce(Some(&current), &next, now);
-            sqlx::query(
-                "UPDATE shipments SET status = $2, \
-                     operator_status = COALESCE($3, operator_status), carrier = $4, \
-                     tracking_number = $5, revision = $6, updated_at = $7 \
-                 WHERE id = $1",
-            )
-            .bind(id)
-            .bind(next.status.as_str())
-            .bind(operator_status.map(|status| status.as_str()))
-            .bind(next.carrier.as_deref())
-            .bind(next.tracking_number.as_deref())
-            .bind(next.revision)
-            .bind(next.updated_at)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(&format!(
-                "INSERT INTO outbox_events (id, shipment_id, event_type, body, created_at) \
-                 SELECT $1, $2, $3, $4, $5 WHERE {WHILE_SUBSCRIBED}"
-            ))
-            .bind(outbox.id)
-            .bind(outbox.shipment_id)
-            .bind(outbox.change.as_str())
-            .bind(&outbox.body)
-            .bind(outbox.created_at)
-            .execute(&mut *tx)
-            .await?;
+            let written = sqlx::query(UPDATE)
+                .bind(id)
+                .bind(next.status.as_str())
+                .bind(operator_status.map(|status| status.as_str()))
+                .bind(next.carrier.as_deref())
+                .bind(next.tracking_number.as_deref())
+                .bind(next.revision)
+                .bind(next.updated_at)
+                .bind(current.revision)
+                .execute(tx.conn())
+                .await?
+                .rows_affected();
+            if written != 1 {
+                return Err(StoreError::stale(format!(
+                    "shipment {id} changed after revision {} was read",
+                    current.revision
+                )));
+            }
+            let announcement = OutboundEvent::announce(Some(&current), &next, now);
+            sqlx::query(&ANNOUNCE)
+                .bind(announcement.id)
+                .bind(announcement.shipment_id)
+                .bind(announcement.change.as_str())
+                .bind(&announcement.body)
+                .bind(announcement.created_at)
+                .execute(tx.conn())
+                .await?;
             tx.commit().await?;
             next
         });
-        self.announced().notify_one();
+        self.dispatch_wakeup().notify_one();
         Ok(Patched::Done(Box::new(changed)))
     }
 }

@@ -6,9 +6,9 @@ use serde::Serialize;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::plan::{EventRow, KnownEvent, Loaded};
 use super::StoreError;
 use crate::domain::order_event::{ORDER_CANCELLED, ORDER_CREATED, ORDER_UPDATED};
+use crate::domain::plan::{KnownEvent, Loaded};
 use crate::domain::{Address, Change, Fact, Item, OrderState, Outcome, Shipment, ShipmentStatus};
 
 pub(super) const SHIPMENT_COLUMNS: &str = "seq, id, order_id, customer_id, items, \
@@ -17,18 +17,6 @@ pub(super) const SHIPMENT_COLUMNS: &str = "seq, id, order_id, customer_id, items
 
 pub(super) const EVENT_COLUMNS: &str =
     "seq, event_id, event_type, order_id, version, outcome, shipment_id, received_at";
-
-/// What a change of an existing shipment rewrites: everything the fold decides.
-/// Outbound events are written only while someone listens: a change made while no subscription
-/// is active is announced to nobody (and costs no outbox row, no dispatcher round).
-pub(super) const WHILE_SUBSCRIBED: &str = "EXISTS (SELECT 1 FROM subscriptions WHERE active)";
-
-pub(super) const UPSERT_SHIPMENT: &str = "ON CONFLICT (id) DO UPDATE SET \
-     customer_id = excluded.customer_id, items = excluded.items, \
-     shipping_address = excluded.shipping_address, status = excluded.status, \
-     version = excluded.version, revision = excluded.revision, \
-     cancel_reason = excluded.cancel_reason, ordered_at = excluded.ordered_at, \
-     updated_at = excluded.updated_at";
 
 #[derive(sqlx::FromRow)]
 pub(super) struct ShipmentRow {
@@ -217,7 +205,7 @@ fn json_column<T: serde::de::DeserializeOwned>(
 }
 
 impl Loaded {
-    pub fn from_rows(rows: Vec<LoadRow>) -> Result<Loaded, StoreError> {
+    pub(super) fn from_rows(rows: Vec<LoadRow>) -> Result<Loaded, StoreError> {
         let mut loaded = Loaded::default();
         for row in rows {
             loaded.known.insert(
@@ -303,23 +291,6 @@ impl LoadRow {
             change,
         };
         Ok(Some((outcome, fact)))
-    }
-}
-
-impl EventRow<'_> {
-    /// The order's state, for the `state` column.
-    pub fn state(&self) -> Option<Json<&OrderState>> {
-        match self.change? {
-            Change::Created(state) | Change::Updated(state) => Some(Json(state)),
-            Change::Cancelled { .. } => None,
-        }
-    }
-
-    pub fn reason(&self) -> Option<&str> {
-        match self.change? {
-            Change::Cancelled { reason } => reason.as_deref(),
-            _ => None,
-        }
     }
 }
 

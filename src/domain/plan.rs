@@ -1,22 +1,31 @@
-//! The middle of a batch, between loading and saving: routes each delivery to its order's
-//! [`OrderLife`] (the rules live there), answers redelivered ids from the record, and collects
-//! the rows to write: events, shipments, and one outbound event per change of a shipment.
-//! Pure, so both backends share it and it runs without a database.
+//! What a batch of deliveries writes, decided between loading and saving: each delivery goes
+//! to its order's [`OrderLife`] (the rules of an order's life live there), a redelivered id is
+//! answered from its record, an event of a type the service does not handle is recorded as
+//! ignored, and the rows to write are collected: events, shipments (each guarded by the
+//! revision it was read at), and one outbound event per change of a shipment. Pure, so both
+//! backends share it and it is tested without a database.
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::Applied;
-use crate::domain::{
-    Announcement, Change, Delivery, Event, Fact, Folded, OrderLife, Outcome, Shipment,
-    ShipmentChange, ShipmentStatus,
+use super::{
+    Change, Delivery, Event, Fact, Folded, OrderLife, OrderState, OutboundEvent, Outcome, Shipment,
+    ShipmentStatus,
 };
+
+/// What applying a delivery did, decided inside the committed transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    pub outcome: Outcome,
+    /// The order's shipment, when it has one.
+    pub shipment_id: Option<Uuid>,
+}
 
 /// What a batch needs from the database, read after its orders are locked.
 #[derive(Debug, Default)]
-pub(super) struct Loaded {
+pub struct Loaded {
     /// Recorded events by id and whether the id was derived: at least the batch's ids that
     /// are already recorded.
     pub known: HashMap<(String, bool), KnownEvent>,
@@ -27,7 +36,7 @@ pub(super) struct Loaded {
 }
 
 #[derive(Debug, Clone)]
-pub(super) struct KnownEvent {
+pub struct KnownEvent {
     pub outcome: Outcome,
     pub order_id: Option<String>,
     /// The shipment of the event's order, if it has one now.
@@ -36,7 +45,7 @@ pub(super) struct KnownEvent {
 
 /// A row for `processed_events`.
 #[derive(Debug)]
-pub(super) struct EventRow<'a> {
+pub struct EventRow<'a> {
     pub event_id: &'a str,
     pub derived_id: bool,
     pub event_type: &'a str,
@@ -48,43 +57,35 @@ pub(super) struct EventRow<'a> {
     pub occurred_at: Option<DateTime<Utc>>,
 }
 
-/// A row for `outbox_events`: one change of one shipment, as every subscriber will get it.
-#[derive(Debug)]
-pub(super) struct OutboxRow {
-    pub id: Uuid,
-    pub shipment_id: Uuid,
-    pub change: ShipmentChange,
-    pub body: String,
-    pub created_at: DateTime<Utc>,
-}
+impl EventRow<'_> {
+    /// The order's state the event carries, kept with it for the fold.
+    pub fn state(&self) -> Option<&OrderState> {
+        self.change.and_then(Change::state)
+    }
 
-impl OutboxRow {
-    /// The announcement of `after`, which `before` became.
-    pub fn announce(before: Option<&Shipment>, after: &Shipment, now: DateTime<Utc>) -> OutboxRow {
-        let announcement = Announcement {
-            id: Uuid::now_v7(),
-            change: ShipmentChange::between(before, after),
-            timestamp: now,
-            data: after,
-        };
-        OutboxRow {
-            id: announcement.id,
-            shipment_id: after.id,
-            change: announcement.change,
-            body: super::json_text(&announcement),
-            created_at: now,
-        }
+    pub fn reason(&self) -> Option<&str> {
+        self.change.and_then(Change::reason)
     }
 }
 
+/// A shipment to write: inserted when new, else updated only if the stored row is still at
+/// the revision the batch read (whatever the locking, a write never overwrites a change it
+/// did not see).
 #[derive(Debug)]
-pub(super) struct Plan<'a> {
+pub struct ShipmentWrite {
+    pub shipment: Shipment,
+    /// `None` for a new shipment.
+    pub read_revision: Option<i64>,
+}
+
+#[derive(Debug)]
+pub struct Plan<'a> {
     /// Sorted by key: concurrent batches insert in one order and never deadlock.
     pub events: Vec<EventRow<'a>>,
-    /// Each changed shipment in its final state: inserted, or updated when its id exists.
-    pub shipments: Vec<Shipment>,
+    /// Each changed shipment in its final state.
+    pub shipments: Vec<ShipmentWrite>,
     /// In the order the changes happened.
-    pub outbox: Vec<OutboxRow>,
+    pub outbox: Vec<OutboundEvent>,
     /// One per delivery, in order.
     pub answers: Vec<Applied>,
 }
@@ -99,11 +100,13 @@ impl Plan<'_> {
 struct OrderSlot {
     life: OrderLife,
     shipment: Option<Shipment>,
+    /// The revision the stored shipment was read at.
+    read_revision: Option<i64>,
     changed: bool,
 }
 
 /// The order ids of a batch, sorted and without repeats: the order to lock them in.
-pub(super) fn orders_of(deliveries: &[&Delivery]) -> Vec<String> {
+pub fn orders_of(deliveries: &[&Delivery]) -> Vec<String> {
     let mut orders: Vec<String> = deliveries
         .iter()
         .filter_map(|delivery| match &delivery.event {
@@ -117,7 +120,7 @@ pub(super) fn orders_of(deliveries: &[&Delivery]) -> Vec<String> {
 }
 
 /// The event ids of a batch, without repeats.
-pub(super) fn event_ids_of(deliveries: &[&Delivery]) -> Vec<String> {
+pub fn event_ids_of(deliveries: &[&Delivery]) -> Vec<String> {
     let mut ids: Vec<String> = deliveries.iter().map(|d| d.event_id.clone()).collect();
     ids.sort();
     ids.dedup();
@@ -125,11 +128,7 @@ pub(super) fn event_ids_of(deliveries: &[&Delivery]) -> Vec<String> {
 }
 
 /// Decides every delivery in order; a later delivery sees what the earlier ones did.
-pub(super) fn plan<'a>(
-    deliveries: &[&'a Delivery],
-    loaded: Loaded,
-    now: DateTime<Utc>,
-) -> Plan<'a> {
+pub fn plan<'a>(deliveries: &[&'a Delivery], loaded: Loaded, now: DateTime<Utc>) -> Plan<'a> {
     let Loaded {
         mut known,
         mut history,
@@ -180,6 +179,7 @@ pub(super) fn plan<'a>(
                             history.remove(&event.order_id).unwrap_or_default(),
                             operator_status,
                         ),
+                        read_revision: shipment.as_ref().map(|shipment| shipment.revision),
                         shipment,
                         changed: false,
                     }
@@ -188,7 +188,7 @@ pub(super) fn plan<'a>(
                 if let Some(folded) = decision.shipment {
                     let after =
                         next_shipment(slot, folded, &event.order_id, &delivery.event_id, now);
-                    outbox.push(OutboxRow::announce(slot.shipment.as_ref(), &after, now));
+                    outbox.push(OutboundEvent::announce(slot.shipment.as_ref(), &after, now));
                     slot.shipment = Some(after);
                     slot.changed = true;
                 }
@@ -223,7 +223,12 @@ pub(super) fn plan<'a>(
     let shipments = orders
         .into_values()
         .filter(|slot| slot.changed)
-        .filter_map(|slot| slot.shipment)
+        .filter_map(|slot| {
+            Some(ShipmentWrite {
+                shipment: slot.shipment?,
+                read_revision: slot.read_revision,
+            })
+        })
         .collect();
     Plan {
         events,
@@ -233,8 +238,9 @@ pub(super) fn plan<'a>(
     }
 }
 
-/// The slot's shipment after its order's fold changed: what the fold decides, on top of what
-/// it does not (its id, when and by which event it was created, the operator's fields).
+/// The slot's shipment after its order's fold changed. The fold owns the order's data, its
+/// version and whether the order cancelled it; the shipment keeps its id, its creation and the
+/// operator's fields (the status an operator moved it to, carrier, tracking number).
 fn next_shipment(
     slot: &OrderSlot,
     folded: Folded,
@@ -242,31 +248,43 @@ fn next_shipment(
     event_id: &str,
     now: DateTime<Utc>,
 ) -> Shipment {
-    let before = slot.shipment.as_ref();
-    let operator_status = slot.life.operator_status();
-    Shipment {
-        id: before.map_or_else(Uuid::now_v7, |shipment| shipment.id),
-        order_id: order_id.to_owned(),
-        customer_id: folded.state.customer_id,
-        items: folded.state.items,
-        shipping_address: folded.state.shipping_address,
-        status: ShipmentStatus::of(folded.status, operator_status),
-        version: folded.version,
-        revision: before.map_or(1, |shipment| shipment.revision + 1),
-        cancel_reason: folded.cancel_reason,
-        carrier: before.and_then(|shipment| shipment.carrier.clone()),
-        tracking_number: before.and_then(|shipment| shipment.tracking_number.clone()),
-        source_event_id: before.map_or_else(|| event_id.to_owned(), |s| s.source_event_id.clone()),
-        ordered_at: folded.ordered_at,
-        created_at: before.map_or(now, |shipment| shipment.created_at),
-        updated_at: now,
+    let status = ShipmentStatus::served(folded.status, slot.life.operator_status());
+    match &slot.shipment {
+        Some(before) => Shipment {
+            customer_id: folded.state.customer_id,
+            items: folded.state.items,
+            shipping_address: folded.state.shipping_address,
+            status,
+            version: folded.version,
+            cancel_reason: folded.cancel_reason,
+            ordered_at: folded.ordered_at,
+            ..before.clone()
+        }
+        .revised(now),
+        None => Shipment {
+            id: Uuid::now_v7(),
+            order_id: order_id.to_owned(),
+            customer_id: folded.state.customer_id,
+            items: folded.state.items,
+            shipping_address: folded.state.shipping_address,
+            status,
+            version: folded.version,
+            revision: Shipment::FIRST_REVISION,
+            cancel_reason: folded.cancel_reason,
+            carrier: None,
+            tracking_number: None,
+            source_event_id: event_id.to_owned(),
+            ordered_at: folded.ordered_at,
+            created_at: now,
+            updated_at: now,
+        },
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{OrderEvent, OrderState};
+    use crate::domain::{OrderEvent, ShipmentChange};
 
     fn delivery(event_id: &str, order_id: &str, change: Change) -> Delivery {
         Delivery {
@@ -304,8 +322,9 @@ mod tests {
         let cancel = delivery("e2", "O1", Change::Cancelled { reason: None });
         let plan = plan(&[&create, &cancel], Loaded::default(), Utc::now());
         assert_eq!(plan.shipments.len(), 1);
-        assert_eq!(plan.shipments[0].revision, 2);
-        assert_eq!(plan.shipments[0].status, ShipmentStatus::Cancelled);
+        assert_eq!(plan.shipments[0].shipment.revision, 2);
+        assert_eq!(plan.shipments[0].read_revision, None, "a new shipment");
+        assert_eq!(plan.shipments[0].shipment.status, ShipmentStatus::Cancelled);
         assert_eq!(plan.answers[1].outcome, Outcome::Updated);
         // Each change is announced on its own, with its own revision.
         let announced: Vec<(ShipmentChange, i64)> = plan

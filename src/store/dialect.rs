@@ -1,0 +1,71 @@
+//! The few spellings that differ between the backends, so that the statements of
+//! `subscriptions.rs` and `deliveries.rs` are written once. Statements over many rows take them
+//! as one JSON array parameter.
+
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// The elements of the JSON array `$n`, each as `value`.
+    pub fn json_rows(self, n: u8) -> String {
+        match self {
+            Dialect::Sqlite => format!("json_each(${n})"),
+            Dialect::Postgres => format!("jsonb_array_elements(${n}::jsonb) AS r(value)"),
+        }
+    }
+
+    /// The UUIDs of the JSON array `$n` (each written as 32 hex digits), as a list.
+    pub fn json_uuids(self, n: u8) -> String {
+        match self {
+            Dialect::Sqlite => format!("SELECT unhex(value) FROM json_each(${n})"),
+            Dialect::Postgres => {
+                format!(
+                    "SELECT value::uuid FROM jsonb_array_elements_text(${n}::jsonb) AS v(value)"
+                )
+            }
+        }
+    }
+
+    /// The integers of the JSON array `$n`, as a list.
+    pub fn json_bigints(self, n: u8) -> String {
+        match self {
+            Dialect::Sqlite => format!("SELECT value FROM json_each(${n})"),
+            Dialect::Postgres => format!(
+                "SELECT value::bigint FROM jsonb_array_elements_text(${n}::jsonb) AS v(value)"
+            ),
+        }
+    }
+
+    /// A UUID written as 32 hex digits.
+    pub fn uuid(self, text: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("unhex({text})"),
+            Dialect::Postgres => format!("({text})::uuid"),
+        }
+    }
+
+    pub fn time(self, text: &str) -> String {
+        match self {
+            Dialect::Sqlite => text.to_owned(),
+            Dialect::Postgres => format!("({text})::timestamptz"),
+        }
+    }
+
+    pub fn cast(self, text: &str, kind: &str) -> String {
+        match self {
+            Dialect::Sqlite => text.to_owned(),
+            Dialect::Postgres => format!("({text})::{kind}"),
+        }
+    }
+
+    /// Rows claimed by one instance are skipped by the others (SQLite has one dispatcher).
+    pub fn skip_locked(self, table: &str) -> String {
+        match self {
+            Dialect::Sqlite => String::new(),
+            Dialect::Postgres => format!("FOR UPDATE OF {table} SKIP LOCKED"),
+        }
+    }
+}

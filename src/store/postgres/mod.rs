@@ -1,0 +1,205 @@
+//! PostgreSQL. Webhooks go through the group-committing writer (`batch.rs`) on a connection
+//! of its own; a batch is three set-based statements over arrays, whatever its size: lock its
+//! orders, load what the fold needs, and save its events, shipments and outbound events (see
+//! `PgWriter`). Several instances share one database safely: every writer of an order takes
+//! the order's advisory lock first and keeps it until its write has committed, and every write
+//! of a shipment is guarded by the revision it read, so a writer that missed a change fails
+//! instead of overwriting it. The other writes and all reads use the pool.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Connection, PgConnection, Postgres};
+use tokio::sync::Notify;
+
+mod writer;
+
+use super::batch::{Batcher, COMMIT_DEADLINE};
+use super::dialect::Dialect;
+use super::{ConnectError, StoreError, Write, WriteTx, ACQUIRE_TIMEOUT};
+
+/// Enough to keep two cores busy with reads beside the batch writer (whose connection is its
+/// own); more only adds contention.
+const DEFAULT_MAX_CONNECTIONS: u32 = 16;
+
+/// Fan-outs take this advisory lock, one at a time across instances, so deliveries are made in
+/// the order their events were written.
+const FAN_OUT_LOCK: i64 = 0x5348_4950_4f55_5401;
+
+/// Fan-outs and claims do not wait for the disk: what a crash of the database loses of them is
+/// done again (events fanned out again, deliveries claimed again), which at-least-once allows.
+/// Settlements do wait, and their flush makes everything written before them durable too, so a
+/// later change of a shipment is never claimed while an earlier delivery could still come back
+/// as pending.
+const WITHOUT_FLUSH: &str = "SET LOCAL synchronous_commit = off";
+
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    batcher: Batcher,
+    wakeup: Arc<Notify>,
+    /// Without the pool's statement deadline, for migrations.
+    options: Box<PgConnectOptions>,
+    description: String,
+}
+
+impl PgStore {
+    pub(super) async fn connect(
+        url: &str,
+        max_connections: Option<u32>,
+    ) -> Result<PgStore, ConnectError> {
+        let options = PgConnectOptions::from_str(url)?.application_name("shipping-service");
+        check_reachable(&options).await?;
+        // The server gives up on a statement (a lock wait included) when the writer would:
+        // nothing keeps a connection busy after its batch was answered 503.
+        let deadline = format!("{}ms", COMMIT_DEADLINE.as_millis());
+        let pooled = options
+            .clone()
+            .options([("statement_timeout", deadline.as_str())]);
+        // The batch writer's statements read rows by key. Until autovacuum has analysed the
+        // tables, the planner guesses hundreds of rows per key and would scan whole tables or
+        // hash every shipment to join a batch's few orders, a cost that grows with the tables:
+        // on the writer's connection it is told not to. That makes the one real scan (of the
+        // few subscriptions) look expensive enough to be JIT-compiled, a compilation that
+        // costs far more than the scan: no JIT there either.
+        let writer = pooled.clone().options([
+            ("enable_seqscan", "off"),
+            ("enable_hashjoin", "off"),
+            ("enable_mergejoin", "off"),
+            ("max_parallel_workers_per_gather", "0"),
+            ("jit", "off"),
+        ]);
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            // A ping per acquire would double the round trips of every request; a dead
+            // connection shows up as a failed query instead, answered 503 and retried.
+            .test_before_acquire(false)
+            .connect_with(pooled)
+            .await?;
+        let wakeup = Arc::new(Notify::new());
+        let batcher = Batcher::spawn(writer::PgWriter::new(writer, wakeup.clone()));
+        Ok(PgStore {
+            pool,
+            batcher,
+            wakeup,
+            description: format!(
+                "PostgreSQL {}:{}/{}",
+                options.get_host(),
+                options.get_port(),
+                options.get_database().unwrap_or_default()
+            ),
+            options: Box::new(options),
+        })
+    }
+
+    pub(super) async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
+        // A connection of its own: the pool's statements have a deadline that a migration of
+        // a large table may rightly exceed.
+        let mut conn = PgConnection::connect_with(&self.options).await?;
+        sqlx::migrate!("migrations/postgres").run(&mut conn).await
+    }
+
+    pub(super) async fn reader(&self) -> Result<PoolConnection<Postgres>, StoreError> {
+        self.pool.acquire().await.map_err(StoreError::unavailable)
+    }
+
+    /// A transaction begun, in one round trip, with what `write` needs: the locks it takes
+    /// and the settings it runs under.
+    pub(super) async fn begin(&self, write: Write<'_>) -> Result<WriteTx<Postgres>, StoreError> {
+        let begin = match write {
+            Write::Plain => "BEGIN".to_owned(),
+            Write::Orders(orders) => {
+                format!("BEGIN; {}", lock_statement("pg_advisory_xact_lock", orders))
+            }
+            Write::FanOut => {
+                format!("BEGIN; {WITHOUT_FLUSH}; SELECT pg_advisory_xact_lock({FAN_OUT_LOCK})")
+            }
+            // Along the due index, in its order, stopping at the limit: whatever the backlog,
+            // never a sort of every due delivery (which the planner picks while it has no
+            // statistics). And planned for each claim's own time and limit: a generic plan
+            // (PostgreSQL's choice after five runs) cannot know how many deliveries are due,
+            // and with thousands waiting it reads them all.
+            Write::Claim => format!(
+                "BEGIN; {WITHOUT_FLUSH}; SET LOCAL enable_bitmapscan = off; \
+                 SET LOCAL enable_sort = off; SET LOCAL plan_cache_mode = force_custom_plan"
+            ),
+        };
+        let tx = self.pool.begin_with(begin).await?;
+        Ok(WriteTx { tx, _turn: None })
+    }
+
+    pub(super) fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    pub(super) fn batcher(&self) -> &Batcher {
+        &self.batcher
+    }
+
+    pub(super) fn dispatch_wakeup(&self) -> &Arc<Notify> {
+        &self.wakeup
+    }
+
+    pub(super) fn describe(&self) -> &str {
+        &self.description
+    }
+
+    pub(super) fn pool_usage(&self) -> (u32, usize) {
+        (self.pool.size(), self.pool.num_idle())
+    }
+
+    pub(super) async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// One connection first, so that a server out of reach is reported as such (a pool would only
+/// say that it timed out waiting for a connection).
+async fn check_reachable(options: &PgConnectOptions) -> Result<(), ConnectError> {
+    let unreachable = |reason: String| ConnectError::Unreachable {
+        address: format!("{}:{}", options.get_host(), options.get_port()),
+        reason,
+    };
+    match tokio::time::timeout(ACQUIRE_TIMEOUT, PgConnection::connect_with(options)).await {
+        Err(_) => Err(unreachable(format!(
+            "no answer within {} s",
+            ACQUIRE_TIMEOUT.as_secs()
+        ))),
+        Ok(Err(sqlx::Error::Io(error))) => Err(unreachable(match error.kind() {
+            std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
+            _ => error.to_string(),
+        })),
+        Ok(Err(error)) => Err(error.into()),
+        Ok(Ok(conn)) => Ok(conn.close().await?),
+    }
+}
+
+/// The advisory lock keys of some orders, ascending (so two lockers never deadlock) and
+/// without repeats: a hash of the order id computed here, the same in every instance (two
+/// orders sharing one only wait for each other).
+fn lock_keys(orders: &[String]) -> Vec<i64> {
+    let mut keys: Vec<i64> = orders
+        .iter()
+        .map(|order| {
+            let digest = Sha256::digest(order.as_bytes());
+            i64::from_be_bytes(digest[..8].try_into().expect("eight bytes"))
+        })
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
+/// `SELECT pg_advisory_lock(key) ...` over the keys of `orders`, as `lock` names it; only
+/// integers are written into the statement.
+pub(super) fn lock_statement(lock: &str, orders: &[String]) -> String {
+    let keys: Vec<String> = lock_keys(orders).iter().map(i64::to_string).collect();
+    format!(
+        "SELECT {lock}(key) FROM unnest('{{{}}}'::int8[]) AS key",
+        keys.join(",")
+    )
+}

@@ -1,0 +1,257 @@
+//! The dispatcher's queue: outbound events are turned into one delivery per subscription that
+//! wants them (fan-out), due deliveries are leased to an instance (claim), and what each
+//! attempt decided is written back (settle). On PostgreSQL several instances share the queue.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::subscriptions::{SubscriptionRow, SUBSCRIPTION_COLUMNS};
+use super::{json_text, time_text, Store, StoreError, Write};
+use crate::domain::{DeliveryStatus, ShipmentChange, Subscription};
+
+/// A delivery the dispatcher holds a lease on, with all it needs to attempt it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Claimed {
+    pub id: Uuid,
+    /// Attempts made before this one.
+    pub attempts: i32,
+    pub event_id: Uuid,
+    pub body: String,
+    pub url: String,
+    pub secret: String,
+    pub subscription_id: Uuid,
+}
+
+/// What one attempt decided, to be written back.
+#[derive(Debug, Clone)]
+pub struct Settlement {
+    pub id: Uuid,
+    pub subscription_id: Uuid,
+    pub status: DeliveryStatus,
+    pub attempts: i32,
+    /// When to try again, for a delivery still pending.
+    pub next_attempt_at: DateTime<Utc>,
+    pub attempted_at: DateTime<Utc>,
+    pub status_code: Option<i32>,
+    pub error: Option<String>,
+    pub duration: Duration,
+    /// The receiver said 410 Gone: stop sending it anything.
+    pub deactivate: bool,
+}
+
+/// An outbound event not yet fanned out.
+#[derive(sqlx::FromRow)]
+struct Unfanned {
+    seq: i64,
+    id: Uuid,
+    shipment_id: Uuid,
+    event_type: String,
+}
+
+impl Store {
+    /// Makes the deliveries of up to `limit` outbound events, oldest first: one per active
+    /// subscription that wants the event's type. Returns how many events were fanned out.
+    pub async fn fan_out(&self, limit: u32) -> Result<usize, StoreError> {
+        let sql = self.dialect();
+        let subscriptions_sql =
+            format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE active");
+        // Rows go in as one JSON array, in its order: the order of their seq.
+        let insert = format!(
+            "INSERT INTO deliveries (id, event_id, subscription_id, shipment_id, status, \
+                                     attempts, next_attempt_at, created_at, updated_at) \
+             SELECT {}, {}, {}, {}, 'pending', 0, $2, $2, $2 FROM {}",
+            sql.uuid("value ->> 0"),
+            sql.uuid("value ->> 1"),
+            sql.uuid("value ->> 2"),
+            sql.uuid("value ->> 3"),
+            sql.json_rows(1),
+        );
+        let mark = format!(
+            "UPDATE outbox_events SET fanned_out = true WHERE seq IN ({})",
+            sql.json_bigints(1)
+        );
+        Ok(with_backend!(self, |db| {
+            let mut tx = db.begin(Write::FanOut).await?;
+            let events: Vec<Unfanned> = sqlx::query_as(
+                "SELECT seq, id, shipment_id, event_type FROM outbox_events \
+                 WHERE NOT fanned_out ORDER BY seq LIMIT $1",
+            )
+            .bind(i64::from(limit))
+            .fetch_all(tx.conn())
+            .await?;
+            if events.is_empty() {
+                return Ok(0);
+            }
+            let subscriptions: Vec<Subscription> =
+                sqlx::query_as::<_, SubscriptionRow>(&subscriptions_sql)
+                    .fetch_all(tx.conn())
+                    .await?
+                    .into_iter()
+                    .map(Subscription::from)
+                    .collect();
+            let mut rows = Vec::new();
+            for event in &events {
+                let change = ShipmentChange::parse(&event.event_type).ok_or_else(|| {
+                    StoreError::corrupt(format!("unknown event type {:?}", event.event_type))
+                })?;
+                for subscription in subscriptions.iter().filter(|s| s.wants(change)) {
+                    rows.push(serde_json::json!([
+                        Uuid::now_v7().simple().to_string(),
+                        event.id.simple().to_string(),
+                        subscription.id.simple().to_string(),
+                        event.shipment_id.simple().to_string(),
+                    ]));
+                }
+            }
+            if !rows.is_empty() {
+                sqlx::query(&insert)
+                    .bind(json_text(&rows))
+                    .bind(super::now())
+                    .execute(tx.conn())
+                    .await?;
+            }
+            let seqs: Vec<i64> = events.iter().map(|event| event.seq).collect();
+            sqlx::query(&mark)
+                .bind(json_text(&seqs))
+                .execute(tx.conn())
+                .await?;
+            tx.commit().await?;
+            events.len()
+        }))
+    }
+
+    /// Leases up to `limit` due deliveries until `now + lease`: for each subscription and
+    /// shipment only the oldest pending one, so a later change waits for an earlier one. On
+    /// PostgreSQL several instances claim side by side (`SKIP LOCKED`).
+    pub async fn claim_deliveries(
+        &self,
+        limit: u32,
+        lease: Duration,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        let sql = self.dialect();
+        let now = super::now();
+        let until = now + lease;
+        // The due deliveries in the order of the due index, stopping at `limit`; only then
+        // the bodies, URLs and secrets of those few.
+        let select = format!(
+            "SELECT d.id, d.attempts, o.id AS event_id, o.body, s.url, s.secret, \
+                    s.id AS subscription_id \
+             FROM (SELECT d.id, d.attempts, d.event_id, d.subscription_id FROM deliveries d \
+                   WHERE d.status = 'pending' AND d.next_attempt_at <= $1 \
+                     AND (d.leased_until IS NULL OR d.leased_until < $1) \
+                     AND EXISTS (SELECT 1 FROM subscriptions a \
+                                 WHERE a.id = d.subscription_id AND a.active) \
+                     AND NOT EXISTS (SELECT 1 FROM deliveries e \
+                                     WHERE e.subscription_id = d.subscription_id \
+                                       AND e.shipment_id = d.shipment_id \
+                                       AND e.status = 'pending' AND e.seq < d.seq) \
+                   ORDER BY d.next_attempt_at LIMIT $2 {}) AS d \
+             JOIN subscriptions s ON s.id = d.subscription_id \
+             JOIN outbox_events o ON o.id = d.event_id",
+            sql.skip_locked("d")
+        );
+        let lease_sql = format!(
+            "UPDATE deliveries SET leased_until = $2 WHERE id IN ({})",
+            sql.json_uuids(1)
+        );
+        Ok(with_backend!(self, |db| {
+            let mut tx = db.begin(Write::Claim).await?;
+            let claimed: Vec<Claimed> = sqlx::query_as(&select)
+                .bind(now)
+                .bind(i64::from(limit))
+                .fetch_all(tx.conn())
+                .await?;
+            if !claimed.is_empty() {
+                let ids: Vec<String> = claimed.iter().map(|c| c.id.simple().to_string()).collect();
+                sqlx::query(&lease_sql)
+                    .bind(json_text(&ids))
+                    .bind(until)
+                    .execute(tx.conn())
+                    .await?;
+            }
+            tx.commit().await?;
+            claimed
+        }))
+    }
+
+    /// Writes back what the attempts decided, in one transaction.
+    pub async fn settle(&self, settlements: &[Settlement]) -> Result<(), StoreError> {
+        if settlements.is_empty() {
+            return Ok(());
+        }
+        let sql = self.dialect();
+        let update = format!(
+            "UPDATE deliveries SET status = r.status, attempts = r.attempts, \
+                 next_attempt_at = r.next_attempt_at, leased_until = NULL, \
+                 last_error = r.error, updated_at = $2 \
+             FROM (SELECT {} AS id, value ->> 1 AS status, {} AS attempts, \
+                          {} AS next_attempt_at, value ->> 3 AS error FROM {}) AS r \
+             WHERE deliveries.id = r.id",
+            sql.uuid("value ->> 0"),
+            sql.cast("value ->> 2", "int"),
+            sql.time("value ->> 4"),
+            sql.json_rows(1),
+        );
+        let attempts = format!(
+            "INSERT INTO delivery_attempts (delivery_id, attempted_at, status_code, error, \
+                                            duration_ms) \
+             SELECT {}, {}, {}, value ->> 2, {} FROM {}",
+            sql.uuid("value ->> 0"),
+            sql.time("value ->> 1"),
+            sql.cast("value ->> 3", "int"),
+            sql.cast("value ->> 4", "bigint"),
+            sql.json_rows(1),
+        );
+        let deactivate = format!(
+            "UPDATE subscriptions SET active = false, updated_at = $2 WHERE id IN ({})",
+            sql.json_uuids(1)
+        );
+        let mut updates = Vec::new();
+        let mut tries = Vec::new();
+        let mut gone = Vec::new();
+        for settled in settlements {
+            let id = settled.id.simple().to_string();
+            updates.push(serde_json::json!([
+                id,
+                settled.status.as_str(),
+                settled.attempts,
+                settled.error,
+                time_text(settled.next_attempt_at),
+            ]));
+            tries.push(serde_json::json!([
+                id,
+                time_text(settled.attempted_at),
+                settled.error,
+                settled.status_code,
+                i64::try_from(settled.duration.as_millis()).unwrap_or(i64::MAX),
+            ]));
+            if settled.deactivate {
+                gone.push(settled.subscription_id.simple().to_string());
+            }
+        }
+        let now = super::now();
+        with_backend!(self, |db| {
+            let mut tx = db.begin(Write::Plain).await?;
+            sqlx::query(&update)
+                .bind(json_text(&updates))
+                .bind(now)
+                .execute(tx.conn())
+                .await?;
+            sqlx::query(&attempts)
+                .bind(json_text(&tries))
+                .execute(tx.conn())
+                .await?;
+            if !gone.is_empty() {
+                sqlx::query(&deactivate)
+                    .bind(json_text(&gone))
+                    .bind(now)
+                    .execute(tx.conn())
+                    .await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+}

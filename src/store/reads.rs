@@ -1,0 +1,125 @@
+//! What operators read: shipments, recorded events, and the counts `status` prints.
+
+use uuid::Uuid;
+
+use super::page::paginate;
+use super::rows::{EventRecordRow, ShipmentRow, EVENT_COLUMNS, SHIPMENT_COLUMNS};
+use super::{EventRecord, Page, PageRequest, Store, StoreError};
+use crate::domain::{Outcome, Shipment, ShipmentStatus};
+
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub order_id: Option<String>,
+    pub outcome: Option<Outcome>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ShipmentFilter {
+    pub status: Option<ShipmentStatus>,
+    pub customer_id: Option<String>,
+    pub order_id: Option<String>,
+}
+
+/// What `shipping-service status` prints.
+#[derive(Debug, Clone)]
+pub struct StatusReport {
+    pub shipments: Vec<(String, i64)>,
+    pub recent_events: Vec<(String, i64)>,
+    pub pending_deliveries: i64,
+    pub failed_deliveries: i64,
+}
+
+impl Store {
+    pub async fn shipments(
+        &self,
+        filter: &ShipmentFilter,
+        page: PageRequest,
+    ) -> Result<Page<Shipment>, StoreError> {
+        let sql = format!(
+            "SELECT {SHIPMENT_COLUMNS} FROM shipments \
+             WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR customer_id = $2) \
+               AND ($3 IS NULL OR order_id = $3) AND ($4 IS NULL OR seq < $4) \
+             ORDER BY seq DESC LIMIT $5"
+        );
+        let rows: Vec<ShipmentRow> = with_backend!(self, |db| {
+            let mut conn = db.reader().await?;
+            sqlx::query_as(&sql)
+                .bind(filter.status.map(ShipmentStatus::as_str))
+                .bind(filter.customer_id.as_deref())
+                .bind(filter.order_id.as_deref())
+                .bind(page.before_seq())
+                .bind(page.fetch())
+                .fetch_all(&mut *conn)
+                .await?
+        });
+        paginate(rows, page.limit, |row| row.seq).try_map(Shipment::try_from)
+    }
+
+    pub async fn shipment(&self, id: Uuid) -> Result<Option<Shipment>, StoreError> {
+        let sql = format!("SELECT {SHIPMENT_COLUMNS} FROM shipments WHERE id = $1");
+        let row: Option<ShipmentRow> = with_backend!(self, |db| {
+            let mut conn = db.reader().await?;
+            sqlx::query_as(&sql)
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await?
+        });
+        row.map(Shipment::try_from).transpose()
+    }
+
+    pub async fn events(
+        &self,
+        filter: &EventFilter,
+        page: PageRequest,
+    ) -> Result<Page<EventRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM processed_events \
+             WHERE ($1 IS NULL OR order_id = $1) AND ($2 IS NULL OR outcome = $2) \
+               AND ($3 IS NULL OR seq < $3) \
+             ORDER BY seq DESC LIMIT $4"
+        );
+        let rows: Vec<EventRecordRow> = with_backend!(self, |db| {
+            let mut conn = db.reader().await?;
+            sqlx::query_as(&sql)
+                .bind(filter.order_id.as_deref())
+                .bind(filter.outcome.map(Outcome::as_str))
+                .bind(page.before_seq())
+                .bind(page.fetch())
+                .fetch_all(&mut *conn)
+                .await?
+        });
+        paginate(rows, page.limit, |row| row.seq).try_map(EventRecord::try_from)
+    }
+
+    /// Counts for an operator at a terminal (`shipping-service status`).
+    pub async fn status(&self) -> Result<StatusReport, StoreError> {
+        let since = super::now() - chrono::Duration::hours(1);
+        Ok(with_backend!(self, |db| {
+            let mut conn = db.reader().await?;
+            let shipments = sqlx::query_as(
+                "SELECT status, COUNT(*) FROM shipments GROUP BY status ORDER BY status",
+            )
+            .fetch_all(&mut *conn)
+            .await?;
+            let recent_events = sqlx::query_as(
+                "SELECT outcome, COUNT(*) FROM processed_events WHERE received_at >= $1 \
+                 GROUP BY outcome ORDER BY outcome",
+            )
+            .bind(since)
+            .fetch_all(&mut *conn)
+            .await?;
+            let (pending_deliveries, failed_deliveries) = sqlx::query_as(
+                "SELECT COUNT(CASE WHEN status = 'pending' THEN 1 END), \
+                        COUNT(CASE WHEN status = 'failed' THEN 1 END) FROM deliveries",
+            )
+            .fetch_one(&mut *conn)
+            .await?;
+            StatusReport {
+                shipments,
+                recent_events,
+                pending_deliveries,
+                failed_deliveries,
+            }
+        }))
+    }
+}

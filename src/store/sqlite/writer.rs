@@ -1,0 +1,173 @@
+//! The SQLite batch writer: a batch of webhook deliveries in one transaction on a connection
+//! of its own, opened without sqlx (see the module above), with statements prepared once.
+
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, TransactionBehavior};
+use tokio::sync::Notify;
+
+use crate::domain::plan::{self, Loaded, Plan};
+use crate::domain::{Applied, Delivery};
+use crate::store::batch::ApplyBatch;
+use crate::store::outbox::insert_outbound;
+use crate::store::rows::{load_sql, LoadRow};
+use crate::store::{json_text, time_text, StoreError};
+
+pub(super) struct SqliteWriter {
+    /// Only the writer's thread uses it; the mutex makes it shareable, never waits.
+    conn: Mutex<Connection>,
+    /// Held by whichever of this process's two writing connections writes.
+    write_turn: Arc<tokio::sync::Mutex<()>>,
+    wakeup: Arc<Notify>,
+}
+
+impl SqliteWriter {
+    pub(super) fn new(
+        conn: Connection,
+        write_turn: Arc<tokio::sync::Mutex<()>>,
+        wakeup: Arc<Notify>,
+    ) -> SqliteWriter {
+        SqliteWriter {
+            conn: Mutex::new(conn),
+            write_turn,
+            wakeup,
+        }
+    }
+}
+
+impl ApplyBatch for SqliteWriter {
+    async fn apply_batch(&self, deliveries: &[&Delivery]) -> Result<Vec<Applied>, StoreError> {
+        let _turn = self.write_turn.lock().await;
+        let (answers, announced) = self.write(deliveries)?;
+        if announced > 0 {
+            self.wakeup.notify_one();
+        }
+        Ok(answers)
+    }
+}
+
+/// The batch's statements that are assembled from shared pieces, built once: the statement
+/// cache finds them by their text on every batch.
+static ANNOUNCE: LazyLock<String> = LazyLock::new(|| insert_outbound("SELECT ?1, ?2, ?3, ?4, ?5"));
+
+static LOAD: LazyLock<String> = LazyLock::new(|| {
+    load_sql(
+        "IN (SELECT value FROM json_each(?1))",
+        "IN (SELECT value FROM json_each(?2))",
+    )
+});
+
+impl SqliteWriter {
+    /// Returns each delivery's answer and how many outbound events were written.
+    fn write(&self, deliveries: &[&Delivery]) -> Result<(Vec<Applied>, usize), StoreError> {
+        let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        // IMMEDIATE takes the write lock up front: it is the lock on every order at once, and
+        // what is read below cannot change before the commit.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let rows = tx
+            .prepare_cached(&LOAD)?
+            .query_map(
+                params![
+                    json_text(&plan::orders_of(deliveries)),
+                    json_text(&plan::event_ids_of(deliveries)),
+                ],
+                LoadRow::from_sqlite,
+            )?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let now = crate::store::now();
+        let plan = plan::plan(deliveries, Loaded::from_rows(rows)?, now);
+        let announced = save(&tx, &plan, now)?;
+        tx.commit()?;
+        Ok((plan.answers, announced))
+    }
+}
+
+/// One prepared statement per table, run once per row: calls into the library in this
+/// thread, each cheaper than encoding the rows for one statement. Times are written as text
+/// the way sqlx writes them, since the other connections read and compare them. A changed
+/// shipment is written only over the revision the batch read. Returns how many outbound
+/// events were written.
+fn save(conn: &Connection, plan: &Plan<'_>, now: DateTime<Utc>) -> Result<usize, StoreError> {
+    let received_at = time_text(now);
+    let mut insert_event = conn.prepare_cached(
+        "INSERT INTO processed_events (event_id, derived_id, event_type, order_id, outcome, \
+                                       shipment_id, version, state, reason, occurred_at, \
+                                       received_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?;
+    for row in &plan.events {
+        insert_event.execute(params![
+            row.event_id,
+            row.derived_id,
+            row.event_type,
+            row.order_id,
+            row.outcome.as_str(),
+            row.shipment_id,
+            row.version,
+            row.state().map(json_text),
+            row.reason(),
+            row.occurred_at.map(time_text),
+            received_at,
+        ])?;
+    }
+    let mut insert_shipment = conn.prepare_cached(
+        "INSERT INTO shipments (id, order_id, customer_id, items, shipping_address, status, \
+                                version, revision, cancel_reason, carrier, tracking_number, \
+                                source_event_id, ordered_at, created_at, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+    )?;
+    let mut update_shipment = conn.prepare_cached(
+        "UPDATE shipments SET customer_id = ?3, items = ?4, shipping_address = ?5, \
+                status = ?6, version = ?7, revision = ?8, cancel_reason = ?9, carrier = ?10, \
+                tracking_number = ?11, ordered_at = ?13, updated_at = ?15 \
+         WHERE id = ?1 AND revision = ?16",
+    )?;
+    for write in &plan.shipments {
+        let shipment = &write.shipment;
+        let columns = params![
+            shipment.id,
+            shipment.order_id,
+            shipment.customer_id,
+            json_text(&shipment.items),
+            json_text(&shipment.shipping_address),
+            shipment.status.as_str(),
+            shipment.version,
+            shipment.revision,
+            shipment.cancel_reason,
+            shipment.carrier,
+            shipment.tracking_number,
+            shipment.source_event_id,
+            time_text(shipment.ordered_at),
+            time_text(shipment.created_at),
+            time_text(shipment.updated_at),
+        ];
+        match write.read_revision {
+            None => {
+                insert_shipment.execute(columns)?;
+            }
+            Some(read) => {
+                let mut guarded = columns.to_vec();
+                guarded.push(&read);
+                if update_shipment.execute(guarded.as_slice())? != 1 {
+                    return Err(StoreError::stale(format!(
+                        "shipment {} changed after revision {read} was read",
+                        shipment.id
+                    )));
+                }
+            }
+        }
+    }
+    let mut announce = conn.prepare_cached(&ANNOUNCE)?;
+    let mut written = 0;
+    for row in &plan.outbox {
+        written += announce.execute(params![
+            row.id,
+            row.shipment_id,
+            row.change.as_str(),
+            row.body,
+            time_text(row.created_at),
+        ])?;
+    }
+    Ok(written)
+}

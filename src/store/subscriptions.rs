@@ -1,0 +1,154 @@
+//! Subscriptions: who hears of every shipment change, and with which secret.
+
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use super::page::paginate;
+use super::{Page, PageRequest, Store, StoreError, Write};
+use crate::domain::{NewSubscription, ShipmentChange, Subscription, SubscriptionPatch};
+
+#[derive(sqlx::FromRow)]
+pub(super) struct SubscriptionRow {
+    seq: i64,
+    id: Uuid,
+    url: String,
+    event_types: Json<Vec<ShipmentChange>>,
+    description: Option<String>,
+    active: bool,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<SubscriptionRow> for Subscription {
+    fn from(row: SubscriptionRow) -> Subscription {
+        Subscription {
+            id: row.id,
+            url: row.url,
+            event_types: row.event_types.0,
+            description: row.description,
+            active: row.active,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+pub(super) const SUBSCRIPTION_COLUMNS: &str =
+    "seq, id, url, event_types, description, active, created_at, updated_at";
+
+impl Store {
+    pub async fn create_subscription(
+        &self,
+        new: &NewSubscription,
+        secret: &str,
+    ) -> Result<Subscription, StoreError> {
+        let sql = format!(
+            "INSERT INTO subscriptions (id, url, event_types, description, secret, active, \
+                                        created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, true, $6, $6) RETURNING {SUBSCRIPTION_COLUMNS}"
+        );
+        let row: SubscriptionRow = with_backend!(self, |db| {
+            let mut tx = db.begin(Write::Plain).await?;
+            let row = sqlx::query_as(&sql)
+                .bind(Uuid::now_v7())
+                .bind(&new.url)
+                .bind(Json(&new.event_types))
+                .bind(new.description.as_deref())
+                .bind(secret)
+                .bind(super::now())
+                .fetch_one(tx.conn())
+                .await?;
+            tx.commit().await?;
+            row
+        });
+        Ok(row.into())
+    }
+
+    pub async fn subscriptions(&self, page: PageRequest) -> Result<Page<Subscription>, StoreError> {
+        let sql = format!(
+            "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions \
+             WHERE ($1 IS NULL OR seq < $1) ORDER BY seq DESC LIMIT $2"
+        );
+        let rows: Vec<SubscriptionRow> = with_backend!(self, |db| {
+            let mut conn = db.reader().await?;
+            sqlx::query_as(&sql)
+                .bind(page.before_seq())
+                .bind(page.fetch())
+                .fetch_all(&mut *conn)
+                .await?
+        });
+        paginate(rows, page.limit, |row| row.seq).try_map(|row| Ok(row.into()))
+    }
+
+    pub async fn subscription(&self, id: Uuid) -> Result<Option<Subscription>, StoreError> {
+        let sql = format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id = $1");
+        let row: Option<SubscriptionRow> = with_backend!(self, |db| {
+            let mut conn = db.reader().await?;
+            sqlx::query_as(&sql)
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await?
+        });
+        Ok(row.map(Subscription::from))
+    }
+
+    pub async fn subscription_secret(&self, id: Uuid) -> Result<Option<String>, StoreError> {
+        Ok(with_backend!(self, |db| {
+            let mut conn = db.reader().await?;
+            sqlx::query_scalar("SELECT secret FROM subscriptions WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await?
+        }))
+    }
+
+    pub async fn update_subscription(
+        &self,
+        id: Uuid,
+        patch: &SubscriptionPatch,
+    ) -> Result<Option<Subscription>, StoreError> {
+        let sql = format!(
+            "UPDATE subscriptions SET url = COALESCE($2, url), \
+                 event_types = COALESCE($3, event_types), active = COALESCE($4, active), \
+                 updated_at = $5 \
+             WHERE id = $1 RETURNING {SUBSCRIPTION_COLUMNS}"
+        );
+        let row: Option<SubscriptionRow> = with_backend!(self, |db| {
+            let mut tx = db.begin(Write::Plain).await?;
+            let row = sqlx::query_as(&sql)
+                .bind(id)
+                .bind(patch.url.as_deref())
+                .bind(patch.event_types.as_ref().map(Json))
+                .bind(patch.active)
+                .bind(super::now())
+                .fetch_optional(tx.conn())
+                .await?;
+            tx.commit().await?;
+            row
+        });
+        if patch.active == Some(true) {
+            // Deliveries held back while it was inactive are due now.
+            self.dispatch_wakeup().notify_one();
+        }
+        Ok(row.map(Subscription::from))
+    }
+
+    /// Deletes the subscription and its deliveries; whether it existed.
+    pub async fn delete_subscription(&self, id: Uuid) -> Result<bool, StoreError> {
+        Ok(with_backend!(self, |db| {
+            let mut tx = db.begin(Write::Plain).await?;
+            sqlx::query("DELETE FROM deliveries WHERE subscription_id = $1")
+                .bind(id)
+                .execute(tx.conn())
+                .await?;
+            let deleted = sqlx::query("DELETE FROM subscriptions WHERE id = $1")
+                .bind(id)
+                .execute(tx.conn())
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            deleted == 1
+        }))
+    }
+}
