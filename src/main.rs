@@ -10,8 +10,9 @@ use shipping_service::startup::App;
 use shipping_service::store::{Open, Store};
 use shipping_service::telemetry;
 
-/// glibc's allocator spends a quarter of the service's CPU under load (buffers allocated by
-/// the HTTP workers are freed by the writer on another thread); mimalloc is made for that.
+/// Buffers allocated by the HTTP workers are freed by the writer on another thread, a pattern
+/// glibc's allocator handles slowly (a quarter of the CPU under load, bench/README.md) and
+/// mimalloc is made for.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

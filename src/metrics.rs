@@ -27,7 +27,7 @@ impl Default for Metrics {
         let webhook_outcomes = IntCounterVec::new(
             Opts::new(
                 "webhook_events_total",
-                "Webhook requests by outcome: processed, duplicate, ignored, or the rejection reason",
+                "Webhook requests by outcome: processed, updated, stale, too_late, parked, duplicate, ignored, or the rejection reason",
             ),
             &["outcome"],
         )

@@ -29,8 +29,13 @@ pub enum ApiError {
     BadToken,
     #[error("the body is not valid JSON: {0}")]
     NotJson(String),
-    #[error("the event is not valid")]
-    Invalid(Vec<FieldError>),
+    /// A body that parsed as JSON but is not a valid one of `what` ("event", "subscription"):
+    /// every bad field is named.
+    #[error("the {what} is not valid: {}", field_list(errors))]
+    Invalid {
+        what: &'static str,
+        errors: Vec<FieldError>,
+    },
     #[error("the event cannot be stored: a value is too large or not valid text")]
     Refused(#[source] StoreError),
     #[error("{0}")]
@@ -64,13 +69,21 @@ impl From<StoreError> for ApiError {
     }
 }
 
-impl From<Vec<FieldError>> for ApiError {
-    fn from(errors: Vec<FieldError>) -> ApiError {
-        ApiError::Invalid(errors)
+/// `a, b and c`: the fields a problem names, in its detail.
+fn field_list(errors: &[FieldError]) -> String {
+    let fields: Vec<&str> = errors.iter().map(|error| error.field.as_str()).collect();
+    match fields.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => fields.join(""),
     }
 }
 
 impl ApiError {
+    /// The error for a body that is not a valid `what`, for `map_err`.
+    pub fn invalid(what: &'static str) -> impl FnOnce(Vec<FieldError>) -> ApiError {
+        move |errors| ApiError::Invalid { what, errors }
+    }
+
     /// A stable machine-readable name: the problem type's last segment and the metrics label.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -81,7 +94,8 @@ impl ApiError {
             ApiError::BadSignature(_) => "invalid-signature",
             ApiError::BadToken => "unauthorized",
             ApiError::NotJson(_) => "malformed-json",
-            ApiError::Invalid(_) => "invalid-event",
+            ApiError::Invalid { what: "event", .. } => "invalid-event",
+            ApiError::Invalid { .. } => "invalid-body",
             ApiError::Refused(_) => "unstorable-event",
             ApiError::BadQuery(_) => "invalid-parameter",
             ApiError::NotFound(_) => "not-found",
@@ -93,8 +107,8 @@ impl ApiError {
         }
     }
 
-    fn title(&self) -> &'static str {
-        match self {
+    fn title(&self) -> String {
+        let title = match self {
             ApiError::UnsupportedMedia => "Unsupported media type",
             ApiError::TooLarge { .. } => "Payload too large",
             ApiError::UnreadableBody => "Unreadable body",
@@ -102,7 +116,7 @@ impl ApiError {
             ApiError::BadSignature(_) => "Invalid signature",
             ApiError::BadToken => "Unauthorized",
             ApiError::NotJson(_) => "Malformed JSON",
-            ApiError::Invalid(_) => "Invalid event",
+            ApiError::Invalid { what, .. } => return format!("Invalid {what}"),
             ApiError::Refused(_) => "Invalid event",
             ApiError::BadQuery(_) => "Invalid parameter",
             ApiError::NotFound(_) => "Not found",
@@ -111,7 +125,8 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => "Method not allowed",
             ApiError::Unavailable(_) => "Service unavailable",
             ApiError::Internal(_) => "Internal server error",
-        }
+        };
+        title.to_owned()
     }
 }
 
@@ -120,7 +135,7 @@ impl ApiError {
 struct Problem<'a> {
     #[serde(rename = "type")]
     kind: String,
-    title: &'static str,
+    title: String,
     status: u16,
     detail: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -136,7 +151,7 @@ impl ResponseError for ApiError {
                 StatusCode::BAD_REQUEST
             }
             ApiError::BadSignature(_) | ApiError::BadToken => StatusCode::UNAUTHORIZED,
-            ApiError::Invalid(_) | ApiError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Invalid { .. } | ApiError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
@@ -167,7 +182,7 @@ impl ResponseError for ApiError {
             status: status.as_u16(),
             detail: self.to_string(),
             errors: match self {
-                ApiError::Invalid(errors) => Some(errors),
+                ApiError::Invalid { errors, .. } => Some(errors),
                 _ => None,
             },
         };

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::{bail, Context};
 use reqwest::header::RETRY_AFTER;
 use reqwest::StatusCode;
+use sha2::Digest;
 
 use crate::retry::{parse_retry_after, RetryPolicy, Verdict};
 use crate::signature::{sign_hex, sign_standard, Secret};
@@ -31,7 +32,9 @@ pub struct SendArgs {
     /// Signing secret [default: the first of WEBHOOK_SECRETS].
     #[arg(long)]
     pub secret: Option<String>,
-    /// How to sign: `hex` (an HMAC-SHA256 header) or `standard` (Standard Webhooks headers).
+    /// How to sign: `hex` (an HMAC-SHA256 header) or `standard` (Standard Webhooks headers,
+    /// whose `webhook-id` is the event's `id` or `event_id`, else derived from its bytes: the
+    /// same on every attempt and every run, so a resend is recognised as a duplicate).
     #[arg(long, value_enum, default_value = "hex")]
     pub scheme: Scheme,
     /// Header that carries the hex signature.
@@ -73,16 +76,7 @@ pub async fn run(args: SendArgs) -> anyhow::Result<()> {
             .context("no secret: pass --secret or set WEBHOOK_SECRETS")?,
     };
     let secret = Secret::parse(&secret).map_err(|reason| anyhow::anyhow!("--secret: {reason}"))?;
-    // The id must stay the same across retries: it is the receiver's idempotency key.
-    let webhook_id = serde_json::from_slice::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|event| {
-            event
-                .get("id")
-                .and_then(|id| id.as_str())
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| format!("msg_{}", uuid::Uuid::new_v4().simple()));
+    let webhook_id = webhook_id(&body);
     let client = reqwest::Client::builder().timeout(args.timeout).build()?;
 
     let mut retry = 0;
@@ -166,6 +160,24 @@ async fn classify(result: reqwest::Result<reqwest::Response>) -> Attempt {
     }
 }
 
+/// The Standard Webhooks id of `body`: the receiver's idempotency key, so the same for every
+/// attempt and every run that sends these bytes. The event's own id when it carries one.
+fn webhook_id(body: &[u8]) -> String {
+    let event = serde_json::from_slice::<serde_json::Value>(body).ok();
+    let given = ["id", "event_id"].into_iter().find_map(|name| {
+        event
+            .as_ref()?
+            .get(name)?
+            .as_str()
+            .filter(|id| !id.is_empty())
+            .map(str::to_owned)
+    });
+    given.unwrap_or_else(|| {
+        let digest = sha2::Sha256::digest(body);
+        format!("msg_{}", hex::encode(&digest[..16]))
+    })
+}
+
 fn read_input(input: &PathBuf) -> anyhow::Result<Vec<u8>> {
     if input.as_os_str() == "-" {
         let mut body = Vec::new();
@@ -187,4 +199,20 @@ fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
         cause = source;
     }
     cause.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::webhook_id;
+
+    #[test]
+    fn the_webhook_id_is_the_events_own_or_the_same_for_the_same_bytes() {
+        assert_eq!(webhook_id(br#"{"id": "evt-1", "event_id": "e"}"#), "evt-1");
+        assert_eq!(webhook_id(br#"{"event_id": "evt-2"}"#), "evt-2");
+        let derived = webhook_id(br#"{"event_type": "order.cancelled"}"#);
+        assert!(derived.starts_with("msg_"), "{derived}");
+        assert_eq!(derived, webhook_id(br#"{"event_type": "order.cancelled"}"#));
+        assert_ne!(derived, webhook_id(br#"{"event_type":"order.cancelled"}"#));
+        assert!(webhook_id(b"not json").starts_with("msg_"));
+    }
 }

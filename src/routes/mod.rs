@@ -11,7 +11,7 @@ mod subscriptions;
 mod webhooks;
 
 use actix_web::http::header;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{guard, web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -24,40 +24,46 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .error_handler(|error, _: &HttpRequest| ApiError::BadQuery(error.to_string()).into()),
     )
     .service(only("POST", "/webhooks/order_events").route(web::post().to(webhooks::receive)))
-    .service(only("GET", "/shipments").route(web::get().to(shipments::list)))
+    .service(only("GET, HEAD", "/shipments").route(get().to(shipments::list)))
     .service(
-        only("GET, PATCH", "/shipments/{id}")
-            .route(web::get().to(shipments::get))
+        only("GET, HEAD, PATCH", "/shipments/{id}")
+            .route(get().to(shipments::get))
             .route(web::patch().to(shipments::patch)),
     )
-    .service(only("GET", "/events").route(web::get().to(events::list)))
+    .service(only("GET, HEAD", "/events").route(get().to(events::list)))
     .service(
-        only("GET, POST", "/subscriptions")
-            .route(web::get().to(subscriptions::list))
+        only("GET, HEAD, POST", "/subscriptions")
+            .route(get().to(subscriptions::list))
             .route(web::post().to(subscriptions::create)),
     )
     .service(
-        only("GET, PATCH, DELETE", "/subscriptions/{id}")
-            .route(web::get().to(subscriptions::get))
+        only("GET, HEAD, PATCH, DELETE", "/subscriptions/{id}")
+            .route(get().to(subscriptions::get))
             .route(web::patch().to(subscriptions::update))
             .route(web::delete().to(subscriptions::delete)),
     )
-    .service(only("GET", "/subscriptions/{id}/secret").route(web::get().to(subscriptions::secret)))
+    .service(only("GET, HEAD", "/subscriptions/{id}/secret").route(get().to(subscriptions::secret)))
     .service(
         only("POST", "/subscriptions/{id}/recover").route(web::post().to(subscriptions::recover)),
     )
-    .service(only("GET", "/deliveries").route(web::get().to(deliveries::list)))
-    .service(only("GET", "/deliveries/{id}").route(web::get().to(deliveries::get)))
+    .service(only("GET, HEAD", "/deliveries").route(get().to(deliveries::list)))
+    .service(only("GET, HEAD", "/deliveries/{id}").route(get().to(deliveries::get)))
     .service(only("POST", "/deliveries/{id}/retry").route(web::post().to(deliveries::retry)))
-    .service(only("GET", "/healthz").route(web::get().to(health::alive)))
-    .service(only("GET", "/readyz").route(web::get().to(health::ready)))
-    .service(only("GET", "/metrics").route(web::get().to(metrics::scrape)))
+    .service(only("GET, HEAD", "/healthz").route(get().to(health::alive)))
+    .service(only("GET, HEAD", "/readyz").route(get().to(health::ready)))
+    .service(only("GET, HEAD", "/metrics").route(get().to(metrics::scrape)))
     .default_service(web::to(|request: HttpRequest| async move {
         Err::<HttpResponse, _>(ApiError::NotFound(format!(
             "no resource at {}",
             request.path()
         )))
     }));
+}
+
+/// GET, and HEAD with the same headers and no body (actix drops a HEAD answer's body), as
+/// HTTP expects of every resource that answers GET.
+fn get() -> actix_web::Route {
+    web::route().guard(guard::Any(guard::Get()).or(guard::Head()))
 }
 
 /// A resource that answers other methods with 405 and the `Allow` header.

@@ -77,7 +77,8 @@ pub async fn patch(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path_id(&id, "shipment")?;
-    let patch = ShipmentPatch::parse(&json_body(&request, &body)?)?;
+    let patch = ShipmentPatch::parse(&json_body(&request, &body)?)
+        .map_err(ApiError::invalid("shipment change"))?;
     let if_match = if_match(&request)?;
     match state.store.patch_shipment(id, &patch, if_match).await? {
         Patched::NotFound => Err(not_found("shipment", id)),

@@ -33,7 +33,8 @@ pub async fn create(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let new = NewSubscription::parse(&json_body(&request, &body)?)?;
+    let new = NewSubscription::parse(&json_body(&request, &body)?)
+        .map_err(ApiError::invalid("subscription"))?;
     let secret = new_secret();
     let subscription = state.store.create_subscription(&new, &secret).await?;
     tracing::info!(subscription_id = %subscription.id, url = %subscription.url, "subscription created");
@@ -88,7 +89,8 @@ pub async fn update(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path_id(&id, "subscription")?;
-    let patch = SubscriptionPatch::parse(&json_body(&request, &body)?)?;
+    let patch = SubscriptionPatch::parse(&json_body(&request, &body)?)
+        .map_err(ApiError::invalid("subscription change"))?;
     let subscription = state
         .store
         .update_subscription(id, &patch)
@@ -131,10 +133,11 @@ fn since(body: &serde_json::Value) -> Result<DateTime<Utc>, ApiError> {
         .and_then(|since| since.as_str())
         .and_then(|since| DateTime::parse_from_rfc3339(since).ok())
         .map(|since| since.with_timezone(&Utc))
-        .ok_or_else(|| {
-            ApiError::Invalid(vec![FieldError {
+        .ok_or_else(|| ApiError::Invalid {
+            what: "recovery request",
+            errors: vec![FieldError {
                 field: "since".into(),
                 message: "must be an RFC 3339 date-time",
-            }])
+            }],
         })
 }

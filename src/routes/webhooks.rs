@@ -35,7 +35,7 @@ pub async fn receive(
         Err(error) => {
             // What was wrong, never the values: field names and the problem's detail.
             let fields = match error {
-                ApiError::Invalid(errors) => errors
+                ApiError::Invalid { errors, .. } => errors
                     .iter()
                     .map(|error| error.field.as_str())
                     .collect::<Vec<_>>()
@@ -82,7 +82,7 @@ async fn accept(
         Verified::Standard { id } => Some(id.as_str()),
         Verified::Hex => None,
     };
-    let delivery = Delivery::parse(&json, &body, webhook_id)?;
+    let delivery = Delivery::parse(&json, &body, webhook_id).map_err(ApiError::invalid("event"))?;
     let event_id = delivery.event_id.clone();
     let Applied {
         outcome,

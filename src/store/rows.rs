@@ -153,7 +153,7 @@ pub(super) struct LoadRow {
 impl LoadRow {
     /// The same row as SQLite's writer connection reads it (it runs outside sqlx). By
     /// position, in the order of [`load_sql`]'s columns: a lookup by name per column per row
-    /// was a sixth of the writer's time for a batch of duplicates.
+    /// would cost more than the rest of reading a batch of duplicates.
     pub fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<LoadRow> {
         Ok(LoadRow {
             order_id: row.get(0)?,

@@ -3,17 +3,21 @@ use std::collections::HashSet;
 use serde_json::{json, Value};
 
 use crate::helpers::{assert_problem, order_event, spawn_app, Backend, TestApp};
-use crate::on_both_backends;
+use crate::{before_the_database, on_both_backends};
 
 on_both_backends!(
-    the_api_requires_a_bearer_token,
-    probes_need_no_token,
     paging_returns_every_shipment_once_newest_first,
     shipments_can_be_filtered,
     bad_list_parameters_are_400,
     an_unknown_or_malformed_shipment_id_is_404,
     events_are_listed_newest_first,
     metrics_count_outcomes_and_latency,
+    head_answers_like_get_without_a_body,
+);
+
+before_the_database!(
+    the_api_requires_a_bearer_token,
+    probes_need_no_token,
     invented_methods_and_paths_add_no_metric_series,
     a_wrong_method_is_405_naming_the_allowed_one,
 );
@@ -241,11 +245,34 @@ async fn metrics_count_outcomes_and_latency(backend: Backend) {
     );
 }
 
+/// HEAD answers what GET would, headers only: the way to read a shipment's `ETag`.
+async fn head_answers_like_get_without_a_body(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let id = create_orders(&app, 1, "C").await.remove(0);
+    let path = format!("/shipments/{id}");
+
+    let get = app.get_api(&path).await;
+    let head = app
+        .client
+        .head(app.url(&path))
+        .bearer_auth(crate::helpers::TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let unauthenticated = app.client.head(app.url(&path)).send().await.unwrap();
+
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["etag"], get.headers()["etag"]);
+    assert_eq!(head.headers()["etag"], "\"1\"");
+    assert!(head.bytes().await.unwrap().is_empty());
+    assert_eq!(unauthenticated.status(), 401);
+}
+
 async fn a_wrong_method_is_405_naming_the_allowed_one(backend: Backend) {
     let app = spawn_app(backend).await;
     let cases = [
-        (reqwest::Method::DELETE, "/shipments", "GET"),
-        (reqwest::Method::PUT, "/events", "GET"),
+        (reqwest::Method::DELETE, "/shipments", "GET, HEAD"),
+        (reqwest::Method::PUT, "/events", "GET, HEAD"),
         (reqwest::Method::GET, "/webhooks/order_events", "POST"),
     ];
     for (method, path, allow) in cases {

@@ -24,6 +24,21 @@ pub enum Backend {
     Postgres,
 }
 
+/// Emits one test for each named `async fn(Backend)`, on SQLite: for behaviour that happens
+/// before the database is involved (signatures, media types, HTTP limits), where a second
+/// backend would prove nothing more.
+#[macro_export]
+macro_rules! before_the_database {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn once() {
+                super::$name($crate::helpers::Backend::Sqlite).await
+            }
+        }
+    )*};
+}
+
 /// Emits a `sqlite` and a `postgres` test for each named `async fn(Backend)`.
 #[macro_export]
 macro_rules! on_both_backends {
@@ -435,6 +450,9 @@ pub async fn assert_problem(response: reqwest::Response, status: u16) -> Value {
     body
 }
 
+/// The longest a test waits for a service process to start serving or to exit.
+const PROCESS_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The service as a real child process, for tests that kill it.
 pub struct ServiceProcess {
     child: Child,
@@ -450,25 +468,32 @@ impl ServiceProcess {
             .env("RUST_LOG", "info")
             .current_dir(std::env::temp_dir())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::null())
             .spawn()
             .expect("start the service binary");
-        // The service logs its port once it is bound; read up to that line.
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let port = loop {
-            let line = lines
-                .next()
-                .expect("the service exited before serving")
-                .expect("read the service's log");
-            let Ok(entry) = serde_json::from_str::<Value>(&line) else {
-                continue;
-            };
-            if entry["fields"]["message"] == "serving" {
-                break entry["fields"]["port"].as_u64().unwrap();
+        // The service logs its port once it is bound. A thread reads the log (and keeps
+        // draining it, so the service never blocks on a full pipe); the port comes back over a
+        // channel, with a deadline.
+        let (port_tx, port_rx) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                let Ok(entry) = serde_json::from_str::<Value>(&line) else {
+                    continue;
+                };
+                if entry["fields"]["message"] == "serving" {
+                    let _ = port_tx.send(entry["fields"]["port"].as_u64().unwrap());
+                }
+            }
+        });
+        let port = match port_rx.recv_timeout(PROCESS_PATIENCE) {
+            Ok(port) => port,
+            Err(error) => {
+                let _ = child.kill();
+                panic!("the service did not start serving: {error}");
             }
         };
-        // Keep draining the log so the service never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
         ServiceProcess {
             child,
             address: format!("http://127.0.0.1:{port}"),
@@ -481,11 +506,19 @@ impl ServiceProcess {
         self.child.wait().unwrap();
     }
 
-    /// SIGTERM, then wait for the process to exit; returns whether it exited cleanly.
+    /// SIGTERM, then wait (with a deadline) for the process to exit; returns whether it exited
+    /// cleanly.
     pub fn terminate(mut self) -> bool {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        self.child.wait().unwrap().success()
+        let deadline = std::time::Instant::now() + PROCESS_PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.success();
+            }
+            check_deadline(deadline, "the service to exit after SIGTERM");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 }
 

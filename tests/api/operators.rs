@@ -116,6 +116,11 @@ async fn bad_patches_are_rejected_with_the_right_status(backend: Backend) {
     let invalid = patch(&app, &id, json!({"status": "lost", "colour": "red"}), None).await;
     let problem = assert_problem(invalid, 422).await;
     assert_eq!(problem["errors"].as_array().unwrap().len(), 2);
+    assert_eq!(problem["title"], "Invalid shipment change");
+    assert_eq!(
+        problem["detail"],
+        "the shipment change is not valid: colour and status"
+    );
     let not_json = app
         .client
         .patch(app.url(&format!("/shipments/{id}")))
@@ -235,7 +240,8 @@ async fn bad_subscriptions_are_422(backend: Backend) {
         json!({}),
     ] {
         let response = app.call(Method::POST, "/subscriptions", Some(&body)).await;
-        assert_problem(response, 422).await;
+        let problem = assert_problem(response, 422).await;
+        assert_eq!(problem["title"], "Invalid subscription");
     }
     assert_eq!(app.db.scalar("SELECT COUNT(*) FROM subscriptions").await, 0);
 }

@@ -73,7 +73,6 @@ async fn sigterm_with_requests_in_flight_loses_no_acknowledged_event(backend: Ba
             created_on_redelivery += usize::from(status == Some(201));
         }
     }
-    let committed_before_sigterm = db.count_shipments().await as usize - created_on_redelivery;
-    assert!(committed_before_sigterm >= acknowledged_count);
     assert_eq!(db.count_shipments().await, ORDERS as i64);
+    assert!(created_on_redelivery <= ORDERS - acknowledged_count);
 }

@@ -1,13 +1,13 @@
 use serde_json::{json, Value};
 
+use crate::before_the_database;
 use crate::helpers::{
     assert_problem, hex_signature, now, order_event, spawn_app, standard_headers, Backend, SECRET,
     WHSEC,
 };
-use crate::on_both_backends;
 use shipping_service::signature::{sign_hex, Secret};
 
-on_both_backends!(
+before_the_database!(
     standard_webhooks_and_svix_signatures_are_accepted,
     the_webhook_id_is_the_idempotency_key_across_retries,
     every_configured_secret_is_accepted,

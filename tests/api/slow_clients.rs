@@ -7,10 +7,10 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::before_the_database;
 use crate::helpers::{spawn_app_with, Backend, TestApp};
-use crate::on_both_backends;
 
-on_both_backends!(
+before_the_database!(
     a_body_that_stalls_is_answered_408_and_nothing_is_stored,
     clients_beyond_the_connection_cap_wait_for_a_free_one,
 );

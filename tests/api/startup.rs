@@ -97,3 +97,33 @@ fn help_works_beside_a_malformed_env_file() {
         .unwrap()
         .starts_with(".env:"));
 }
+
+#[test]
+fn each_subcommands_help_lists_only_what_it_reads() {
+    let folder = tempfile::tempdir().unwrap();
+    let help = |command: &str| {
+        let output = run(&[command, "--help"], &[], folder.path());
+        assert!(output.status.success());
+        String::from_utf8(output.stdout).unwrap()
+    };
+
+    let serve = help("serve");
+    let status = help("status");
+    let migrate = help("migrate");
+
+    for variable in [
+        "DATABASE_URL",
+        "WEBHOOK_SECRETS",
+        "API_TOKENS",
+        "DELIVERY_TIMEOUT",
+    ] {
+        assert!(serve.contains(variable), "serve --help lacks {variable}");
+    }
+    for text in [status, migrate] {
+        assert!(text.contains("DATABASE_URL"), "{text}");
+        assert!(
+            !text.contains("WEBHOOK_SECRETS") && !text.contains("API_TOKENS"),
+            "{text}"
+        );
+    }
+}

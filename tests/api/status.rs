@@ -6,7 +6,10 @@ use std::process::Command;
 use crate::helpers::{lifecycle_event, order_event, spawn_app, test_env, Backend};
 use crate::on_both_backends;
 
-on_both_backends!(status_counts_shipments_events_and_deliveries);
+on_both_backends!(
+    status_counts_shipments_events_and_deliveries,
+    status_and_migrate_need_only_the_database,
+);
 
 async fn status_counts_shipments_events_and_deliveries(backend: Backend) {
     let app = spawn_app(backend).await;
@@ -44,4 +47,42 @@ async fn status_counts_shipments_events_and_deliveries(backend: Backend) {
     assert_eq!(line("processed").as_deref(), Some("2"), "{text}");
     assert_eq!(line("duplicate").as_deref(), Some("1"), "{text}");
     assert_eq!(line("updated").as_deref(), Some("1"), "{text}");
+}
+
+/// `status` and `migrate` read the database and nothing else: no secret, no token. `status`
+/// on a database that does not exist says so and creates nothing.
+async fn status_and_migrate_need_only_the_database(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let run = |command: &'static str, url: String| {
+        tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_shipping-service"))
+                .arg(command)
+                .env_clear()
+                .env("DATABASE_URL", url)
+                .output()
+                .unwrap()
+        })
+    };
+
+    let migrate = run("migrate", app.db.url.clone()).await.unwrap();
+    let status = run("status", app.db.url.clone()).await.unwrap();
+
+    assert!(migrate.status.success(), "{migrate:?}");
+    assert!(status.status.success(), "{status:?}");
+    if backend == Backend::Sqlite {
+        let folder = tempfile::tempdir().unwrap();
+        let missing = folder.path().join("data/missing.db");
+        let url = format!("sqlite://{}", missing.display());
+        let output = run("status", url).await.unwrap();
+        assert!(!output.status.success());
+        let error = String::from_utf8(output.stderr).unwrap();
+        assert!(
+            error.contains(&format!(
+                "there is no SQLite database at {}",
+                missing.display()
+            )),
+            "{error}"
+        );
+        assert!(!missing.parent().unwrap().exists(), "nothing was created");
+    }
 }
