@@ -60,29 +60,26 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(delivery))
 }
 
-/// Queues a failed delivery again, with a fresh count of retries.
+/// Queues a failed delivery again, with a fresh count of retries. The store decides which
+/// deliveries may be queued again; a delivery it did not queue is answered with its status.
 pub async fn retry(
     _: Authorized,
     id: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path_id(&id, "delivery")?;
+    let queued = state.store.requeue(Some(id), None).await?;
     let delivery = state
         .store
         .delivery(id)
         .await?
         .ok_or_else(|| not_found("delivery", id))?;
-    if delivery.status != DeliveryStatus::Failed {
+    if queued == 0 {
         return Err(ApiError::Conflict(format!(
-            "only a failed delivery can be retried; this one is {}",
+            "only a {} delivery can be queued again; this one is {}",
+            DeliveryStatus::REQUEUEABLE.as_str(),
             delivery.status.as_str()
         )));
     }
-    state.store.requeue(Some(id), None).await?;
-    let delivery = state
-        .store
-        .delivery(id)
-        .await?
-        .ok_or_else(|| not_found("delivery", id))?;
     Ok(HttpResponse::Ok().json(delivery))
 }
