@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use subtle::ConstantTimeEq;
 
+use crate::domain::Retention;
 use crate::signature::{Secret, Verifier};
 
 /// One environment variable: its name, what it means, and what holds when it is not set.
@@ -115,6 +116,12 @@ pub const DELIVERY_TIMEOUT: Variable = Variable {
     meaning: "limit of one delivery attempt",
     fallback: Fallback::Value("10s"),
 };
+pub const RETENTION: Variable = Variable {
+    name: "RETENTION",
+    meaning: "how long records that no promise needs any more are kept (PRODUCT.md section 9); \
+              `off` keeps everything",
+    fallback: Fallback::Value("30d"),
+};
 pub const RUST_LOG: Variable = Variable {
     name: "RUST_LOG",
     meaning: "tracing filter",
@@ -141,6 +148,7 @@ pub const SERVE: &[&Variable] = &[
     &DISPATCH,
     &DELIVERY_MAX_RETRIES,
     &DELIVERY_TIMEOUT,
+    &RETENTION,
     &DATABASE_MAX_CONNECTIONS,
     &RUST_LOG,
     &LOG_FORMAT,
@@ -148,6 +156,9 @@ pub const SERVE: &[&Variable] = &[
 
 /// What the subcommands that only use the database read (`migrate`, `status`).
 pub const DATABASE_ONLY: &[&Variable] = &[&DATABASE_URL, &RUST_LOG, &LOG_FORMAT];
+
+/// What `prune` reads.
+pub const PRUNE: &[&Variable] = &[&DATABASE_URL, &RETENTION, &RUST_LOG, &LOG_FORMAT];
 
 /// The `--help` text of a subcommand that reads `variables`.
 pub fn help(variables: &[&Variable]) -> String {
@@ -180,6 +191,7 @@ pub struct Config {
     /// Open client connections this instance accepts at once; more wait in the backlog.
     pub max_connections: usize,
     pub delivery: DeliveryConfig,
+    pub retention: Retention,
     /// Variables that hold the example values of `.env.example`: fine on a laptop, a warning
     /// anywhere else.
     pub example_credentials: Vec<&'static str>,
@@ -364,6 +376,11 @@ impl DatabaseConfig {
     }
 }
 
+/// `RETENTION`, for the subcommands that read it.
+pub fn retention<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Retention, ConfigError> {
+    env.required(&RETENTION, Retention::parse)
+}
+
 impl LogFormat {
     pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
         let format = env.parse(&LOG_FORMAT, |text| match text {
@@ -453,6 +470,7 @@ impl Config {
             keep_alive: Duration::from_secs(env.required(&KEEP_ALIVE_SECS, at_least(0))?),
             max_connections: env.required(&MAX_CONNECTIONS, at_least(1))?,
             delivery,
+            retention: retention(env)?,
             example_credentials,
             log_format: LogFormat::from_env(env)?,
         })
@@ -488,6 +506,10 @@ mod tests {
         assert!(config.delivery.dispatch);
         assert_eq!(config.delivery.max_retries, 5);
         assert_eq!(config.delivery.timeout, Duration::from_secs(10));
+        assert_eq!(
+            config.retention.keep(),
+            Some(Duration::from_secs(30 * 24 * 3600))
+        );
     }
 
     #[test]
@@ -506,6 +528,8 @@ mod tests {
             ("DELIVERY_TIMEOUT", "soon"),
             ("DELIVERY_TIMEOUT", "0s"),
             ("DATABASE_MAX_CONNECTIONS", "0"),
+            ("RETENTION", "forever"),
+            ("RETENTION", "0s"),
             ("WEBHOOK_SECRETS", "whsec_%%%"),
         ];
         for (variable, value) in cases {

@@ -3,6 +3,7 @@ pub mod dispatch;
 pub mod domain;
 pub mod metrics;
 pub mod problem;
+pub mod prune;
 pub mod retry;
 pub mod routes;
 pub mod send;

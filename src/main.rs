@@ -1,13 +1,15 @@
-//! `shipping-service [serve|migrate|send|status]`: read the configuration a subcommand needs,
+//! `shipping-service [serve|migrate|send|status|prune]`: read the configuration a subcommand needs,
 //! then hand over to the library.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use shipping_service::config::{self, Config, ConfigError, DatabaseConfig, Env, LogFormat};
+use shipping_service::domain::Retention;
+use shipping_service::prune;
 use shipping_service::send::{self, SendArgs};
 use shipping_service::startup::App;
-use shipping_service::store::{Open, Store};
+use shipping_service::store::{Open, Pass, Store};
 use shipping_service::telemetry;
 
 /// Buffers allocated by the HTTP workers are freed by the writer on another thread, a pattern
@@ -37,9 +39,17 @@ enum Command {
     /// Sign a JSON event and POST it, retrying with exponential backoff until acknowledged.
     Send(SendArgs),
     /// Print counts from the database DATABASE_URL names: shipments by status, events of the
-    /// last hour by outcome, pending and failed deliveries.
+    /// last hour by outcome, pending and failed deliveries, each table's rows and oldest record.
     #[command(after_help = config::help(config::DATABASE_ONLY))]
     Status,
+    /// Remove now what RETENTION lets go (what a serving instance does every minute) and print
+    /// the rows removed, table by table.
+    #[command(after_help = config::help(config::PRUNE))]
+    Prune {
+        /// Only count what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[tokio::main]
@@ -62,6 +72,8 @@ async fn main() -> ExitCode {
     let env = Env::process();
     let configured = match command {
         Command::Serve => Config::read_env(&env).map(|config| Configured::Serve(Box::new(config))),
+        Command::Prune { .. } => DatabaseConfig::from_env(&env)
+            .and_then(|database| Ok(Configured::Prune(database, config::retention(&env)?))),
         _ => DatabaseConfig::from_env(&env).map(Configured::Database),
     };
     let (configured, log_format) =
@@ -74,6 +86,9 @@ async fn main() -> ExitCode {
         (Command::Serve, Configured::Serve(config)) => serve(*config).await,
         (Command::Migrate, Configured::Database(database)) => migrate(database).await,
         (Command::Status, Configured::Database(database)) => status(database).await,
+        (Command::Prune { dry_run }, Configured::Prune(database, retention)) => {
+            prune(database, retention, dry_run).await
+        }
         _ => unreachable!("each command reads its own configuration"),
     })
 }
@@ -81,6 +96,7 @@ async fn main() -> ExitCode {
 enum Configured {
     Serve(Box<Config>),
     Database(DatabaseConfig),
+    Prune(DatabaseConfig, Retention),
 }
 
 fn configuration_error(error: &ConfigError) -> ExitCode {
@@ -102,6 +118,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     for variable in &config.example_credentials {
         tracing::warn!(
             "{variable} holds the example value from .env.example: replace it outside local use"
+        );
+    }
+    if config.retention.is_short() {
+        tracing::warn!(
+            "RETENTION is under a day: an event redelivered after it is no longer recognised \
+             (a closed order's history goes too); fine for trying things out"
         );
     }
     let app = App::build(config).await?;
@@ -128,6 +150,38 @@ async fn status(database: DatabaseConfig) -> anyhow::Result<()> {
     println!("deliveries:");
     println!("  {:<12} {}", "pending", report.pending_deliveries);
     println!("  {:<12} {}", "failed", report.failed_deliveries);
+    println!("tables (rows, oldest record):");
+    for table in &report.tables {
+        let oldest = table
+            .oldest
+            .map_or_else(|| "-".to_owned(), |at| at.to_rfc3339());
+        println!("  {:<18} {:>10}  {oldest}", table.table, table.rows);
+    }
+    Ok(())
+}
+
+async fn prune(
+    database: DatabaseConfig,
+    retention: Retention,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    let store = Store::connect(&database.url.0, database.max_connections, Open::Existing).await?;
+    let pass = if dry_run { Pass::DryRun } else { Pass::Remove };
+    let removed = prune::once(&store, retention, pass).await;
+    store.close().await;
+    let Some(removed) = removed? else {
+        println!("another instance is pruning now; nothing done");
+        return Ok(());
+    };
+    let verb = if dry_run { "would remove" } else { "removed" };
+    println!("{verb} (rows by table):");
+    for (table, rows) in removed.by_table() {
+        println!("  {table:<18} {rows}");
+    }
+    println!(
+        "closed orders whose history goes: {}",
+        removed.closed_orders
+    );
     Ok(())
 }
 

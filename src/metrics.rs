@@ -19,6 +19,7 @@ pub struct Metrics {
     attempt_duration: Histogram,
     pending_deliveries: IntGauge,
     oldest_pending_seconds: Gauge,
+    rows_removed: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -79,6 +80,14 @@ impl Default for Metrics {
             "Age of the oldest pending outbound delivery (0 when none)",
         )
         .expect("valid metric");
+        let rows_removed = IntCounterVec::new(
+            Opts::new(
+                "retention_removed_rows_total",
+                "Rows removed by retention passes, by table",
+            ),
+            &["table"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(webhook_outcomes.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_duration.clone()),
@@ -87,6 +96,7 @@ impl Default for Metrics {
             Box::new(attempt_duration.clone()),
             Box::new(pending_deliveries.clone()),
             Box::new(oldest_pending_seconds.clone()),
+            Box::new(rows_removed.clone()),
         ] {
             registry
                 .register(collector)
@@ -101,6 +111,7 @@ impl Default for Metrics {
             attempt_duration,
             pending_deliveries,
             oldest_pending_seconds,
+            rows_removed,
         }
     }
 }
@@ -118,6 +129,11 @@ impl Metrics {
 
     pub fn delivery_outcome(&self, outcome: &'static str) {
         self.deliveries.with_label_values(&[outcome]).inc();
+    }
+
+    /// Counts what a retention pass removed.
+    pub fn rows_removed(&self, table: &str, rows: u64) {
+        self.rows_removed.with_label_values(&[table]).inc_by(rows);
     }
 
     pub fn delivery_attempt(&self, seconds: f64) {

@@ -13,6 +13,7 @@ use tracing::Instrument;
 use crate::config::Config;
 use crate::dispatch::Dispatcher;
 use crate::metrics::Metrics;
+use crate::prune;
 use crate::routes;
 use crate::state::AppState;
 use crate::store::{Open, Store};
@@ -25,6 +26,7 @@ pub struct App {
     server: Server,
     store: Store,
     dispatcher: Option<tokio::task::JoinHandle<()>>,
+    pruner: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl App {
@@ -60,6 +62,10 @@ impl App {
             let dispatcher = Dispatcher::new(store.clone(), &config.delivery, metrics.clone());
             tokio::spawn(dispatcher.run())
         });
+        let pruner = config
+            .retention
+            .keep()
+            .map(|_| tokio::spawn(prune::run(store.clone(), config.retention, metrics.clone())));
         let state = web::Data::new(AppState {
             store: store.clone(),
             verifier: config.verifier,
@@ -90,6 +96,7 @@ impl App {
             server,
             store,
             dispatcher,
+            pruner,
         })
     }
 
@@ -107,12 +114,12 @@ impl App {
     }
 
     /// Serves until SIGINT or SIGTERM, lets requests in flight finish, stops the dispatcher
-    /// (an attempt cut short is attempted again by whoever holds its lease next), then closes
-    /// the database.
+    /// (an attempt cut short is attempted again by whoever holds its lease next) and the
+    /// retention pass (a transaction cut short removed nothing), then closes the database.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let served = self.server.await;
-        if let Some(dispatcher) = self.dispatcher {
-            dispatcher.abort();
+        for task in [self.dispatcher, self.pruner].into_iter().flatten() {
+            task.abort();
         }
         self.store.close().await;
         served

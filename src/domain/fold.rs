@@ -171,6 +171,8 @@ pub fn fold(facts: &[Fact]) -> Option<Folded> {
 pub struct OrderLife {
     facts: Vec<Fact>,
     operator_status: Option<ShipmentStatus>,
+    /// The order closed long ago and its history is gone (retention): nothing applies to it.
+    history_removed: bool,
     /// `fold(&facts)`, kept so that each new event folds the history once.
     current: Option<Folded>,
 }
@@ -186,10 +188,12 @@ pub struct Decision {
 }
 
 impl OrderLife {
-    /// `recorded` are the order's stored events with their outcomes, in any order.
+    /// `recorded` are the order's stored events with their outcomes, in any order;
+    /// `history_removed` says the order's history was let go once it closed.
     pub fn new(
         recorded: impl IntoIterator<Item = (Outcome, Fact)>,
         operator_status: Option<ShipmentStatus>,
+        history_removed: bool,
     ) -> OrderLife {
         let facts: Vec<Fact> = recorded
             .into_iter()
@@ -200,6 +204,7 @@ impl OrderLife {
             current: fold(&facts),
             facts,
             operator_status,
+            history_removed,
         }
     }
 
@@ -230,6 +235,11 @@ impl OrderLife {
             version,
             shipment: None,
         };
+        // A closed order whose history is gone can tell a redelivery from a new event no
+        // more; either way it comes too late to change anything.
+        if self.history_removed {
+            return decision(Outcome::TooLate);
+        }
         if is_created(&event.change) && self.facts.iter().any(|fact| is_created(&fact.change)) {
             return decision(Outcome::Duplicate);
         }
@@ -392,12 +402,26 @@ mod tests {
                 change: created("A"),
             },
         )];
-        let mut packed = OrderLife::new(recorded.clone(), Some(ShipmentStatus::Packed));
-        let mut shipped = OrderLife::new(recorded, Some(ShipmentStatus::Shipped));
+        let mut packed = OrderLife::new(recorded.clone(), Some(ShipmentStatus::Packed), false);
+        let mut shipped = OrderLife::new(recorded, Some(ShipmentStatus::Shipped), false);
         let cancel = event(None, cancelled("changed my mind"));
         assert_eq!(packed.apply("x", &cancel).outcome, Outcome::Updated);
         assert_eq!(shipped.apply("x", &cancel).outcome, Outcome::TooLate);
         assert_eq!(shipped.shipment().unwrap().status, ShipmentStatus::Pending);
+    }
+
+    #[test]
+    fn once_a_closed_orders_history_is_gone_every_event_is_too_late() {
+        let mut removed = OrderLife::new([], None, true);
+        for (id, change) in [
+            ("c", created("A")),
+            ("u", updated("B")),
+            ("x", cancelled("late")),
+        ] {
+            let decision = removed.apply(id, &event(None, change));
+            assert_eq!(decision.outcome, Outcome::TooLate, "{id}");
+            assert_eq!(decision.shipment, None);
+        }
     }
 
     /// One order's history as a sender would emit it: its creation, updates, and perhaps one

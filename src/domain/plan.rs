@@ -31,8 +31,18 @@ pub struct Loaded {
     pub known: HashMap<(String, bool), KnownEvent>,
     /// The recorded events of the batch's orders, with their outcomes.
     pub history: HashMap<String, Vec<(Outcome, Fact)>>,
-    /// The shipments of the batch's orders, with what an operator did to them.
-    pub shipments: HashMap<String, (Shipment, Option<ShipmentStatus>)>,
+    /// The shipments of the batch's orders.
+    pub shipments: HashMap<String, StoredShipment>,
+}
+
+/// A shipment as stored, with what the fold does not see in it.
+#[derive(Debug, Clone)]
+pub struct StoredShipment {
+    pub shipment: Shipment,
+    /// The status an operator moved it to, which the order's events cannot undo.
+    pub operator_status: Option<ShipmentStatus>,
+    /// Whether its order's history was let go (retention).
+    pub history_removed: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -169,16 +179,15 @@ pub fn plan<'a>(deliveries: &[&'a Delivery], loaded: Loaded, now: DateTime<Utc>)
             },
             Event::Order(event) => {
                 let slot = orders.entry(&event.order_id).or_insert_with(|| {
-                    let (shipment, operator_status) = shipments
-                        .remove(&event.order_id)
-                        .map_or((None, None), |(shipment, operator)| {
-                            (Some(shipment), operator)
-                        });
+                    let stored = shipments.remove(&event.order_id);
+                    let life = OrderLife::new(
+                        history.remove(&event.order_id).unwrap_or_default(),
+                        stored.as_ref().and_then(|stored| stored.operator_status),
+                        stored.as_ref().is_some_and(|stored| stored.history_removed),
+                    );
+                    let shipment = stored.map(|stored| stored.shipment);
                     OrderSlot {
-                        life: OrderLife::new(
-                            history.remove(&event.order_id).unwrap_or_default(),
-                            operator_status,
-                        ),
+                        life,
                         read_revision: shipment.as_ref().map(|shipment| shipment.revision),
                         shipment,
                         changed: false,

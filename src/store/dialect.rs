@@ -29,6 +29,16 @@ impl Dialect {
         }
     }
 
+    /// The strings of the JSON array `$n`, as a list.
+    pub fn json_texts(self, n: u8) -> String {
+        match self {
+            Dialect::Sqlite => format!("SELECT value FROM json_each(${n})"),
+            Dialect::Postgres => {
+                format!("SELECT value FROM jsonb_array_elements_text(${n}::jsonb) AS v(value)")
+            }
+        }
+    }
+
     /// The integers of the JSON array `$n`, as a list.
     pub fn json_bigints(self, n: u8) -> String {
         match self {

@@ -28,6 +28,7 @@ mod page;
 mod postgres;
 mod queue;
 mod reads;
+mod retention;
 mod rows;
 mod sqlite;
 mod subscriptions;
@@ -40,7 +41,8 @@ pub use error::StoreError;
 pub use operator::Patched;
 pub use page::{Page, PageRequest};
 pub use queue::{Claimed, Settlement};
-pub use reads::{EventFilter, ShipmentFilter, StatusReport};
+pub use reads::{EventFilter, ShipmentFilter, StatusReport, TableStats};
+pub use retention::{Pass, Removed};
 pub use rows::EventRecord;
 
 use crate::domain::{Applied, Delivery};

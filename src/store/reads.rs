@@ -1,5 +1,6 @@
 //! What operators read: shipments, recorded events, and the counts `status` prints.
 
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::page::paginate;
@@ -27,7 +28,26 @@ pub struct StatusReport {
     pub recent_events: Vec<(String, i64)>,
     pub pending_deliveries: i64,
     pub failed_deliveries: i64,
+    pub tables: Vec<TableStats>,
 }
+
+/// How much a table holds: its rows and its oldest record (what retention watches).
+#[derive(Debug, Clone)]
+pub struct TableStats {
+    pub table: &'static str,
+    pub rows: i64,
+    pub oldest: Option<DateTime<Utc>>,
+}
+
+/// Each table with the time that dates its rows.
+const TABLES: [(&str, &str); 6] = [
+    ("shipments", "created_at"),
+    ("processed_events", "received_at"),
+    ("outbox_events", "created_at"),
+    ("deliveries", "created_at"),
+    ("delivery_attempts", "attempted_at"),
+    ("subscriptions", "created_at"),
+];
 
 impl Store {
     pub async fn shipments(
@@ -114,11 +134,24 @@ impl Store {
             )
             .fetch_one(&mut *conn)
             .await?;
+            let mut tables = Vec::with_capacity(TABLES.len());
+            for (table, dated_by) in TABLES {
+                let (rows, oldest): (i64, Option<DateTime<Utc>>) =
+                    sqlx::query_as(&format!("SELECT COUNT(*), MIN({dated_by}) FROM {table}"))
+                        .fetch_one(&mut *conn)
+                        .await?;
+                tables.push(TableStats {
+                    table,
+                    rows,
+                    oldest,
+                });
+            }
             StatusReport {
                 shipments,
                 recent_events,
                 pending_deliveries,
                 failed_deliveries,
+                tables,
             }
         }))
     }

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::StoreError;
 use crate::domain::order_event::{ORDER_CANCELLED, ORDER_CREATED, ORDER_UPDATED};
-use crate::domain::plan::{KnownEvent, Loaded};
+use crate::domain::plan::{KnownEvent, Loaded, StoredShipment};
 use crate::domain::{Address, Change, Fact, Item, OrderState, Outcome, Shipment, ShipmentStatus};
 
 pub(super) const SHIPMENT_COLUMNS: &str = "seq, id, order_id, customer_id, items, \
@@ -102,15 +102,21 @@ impl TryFrom<EventRecordRow> for EventRecord {
     }
 }
 
-/// What a batch reads, in one statement: every recorded event of the batch's orders and every
-/// recorded event with one of the batch's ids, each with its order's shipment.
+/// What a batch reads, in one statement: the history of the batch's orders (never their
+/// other records: duplicates, events that came too late), every recorded event with one of the
+/// batch's ids with its order's current shipment, and the batch's orders' shipments.
 /// `LoadRow::from_sqlite` reads the columns by position: keep the two in the same order.
 pub(super) fn load_sql(orders_param: &str, ids_param: &str) -> String {
     format!(
         "SELECT e.order_id, e.event_id, e.derived_id, e.event_type, e.outcome, e.version, \
-                e.state, e.reason, e.occurred_at, s.operator_status, {SHIPMENT_AS_LOADED} \
-         FROM processed_events e LEFT JOIN shipments s ON s.order_id = e.order_id \
-         WHERE e.order_id {orders_param} OR e.event_id {ids_param}"
+                e.state, e.reason, e.occurred_at, c.id AS current_shipment, \
+                NULL AS operator_status, NULL AS history_removed_at, {NO_SHIPMENT} \
+         FROM processed_events e LEFT JOIN shipments c ON c.order_id = e.order_id \
+         WHERE (e.order_id {orders_param} AND e.in_history) OR e.event_id {ids_param} \
+         UNION ALL \
+         SELECT s.order_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, s.id, \
+                s.operator_status, s.history_removed_at, {SHIPMENT_AS_LOADED} \
+         FROM shipments s WHERE s.order_id {orders_param}"
     )
 }
 
@@ -121,18 +127,29 @@ const SHIPMENT_AS_LOADED: &str = "s.seq AS s_seq, s.id AS s_id, s.customer_id AS
      s.source_event_id AS s_source_event_id, s.ordered_at AS s_ordered_at, \
      s.created_at AS s_created_at, s.updated_at AS s_updated_at";
 
+/// The shipment's columns of an event's row: none (named here, as a union's first part names
+/// its columns).
+const NO_SHIPMENT: &str = "NULL AS s_seq, NULL AS s_id, NULL AS s_customer_id, \
+     NULL AS s_items, NULL AS s_shipping_address, NULL AS s_status, NULL AS s_version, \
+     NULL AS s_revision, NULL AS s_cancel_reason, NULL AS s_carrier, \
+     NULL AS s_tracking_number, NULL AS s_source_event_id, NULL AS s_ordered_at, \
+     NULL AS s_created_at, NULL AS s_updated_at";
+
+/// A row of the load: an event (with `event_id`) or a shipment (without).
 #[derive(sqlx::FromRow)]
 pub(super) struct LoadRow {
     order_id: Option<String>,
-    event_id: String,
-    derived_id: bool,
-    event_type: String,
-    outcome: String,
+    event_id: Option<String>,
+    derived_id: Option<bool>,
+    event_type: Option<String>,
+    outcome: Option<String>,
     version: Option<i64>,
     state: Option<Json<OrderState>>,
     reason: Option<String>,
     occurred_at: Option<DateTime<Utc>>,
+    current_shipment: Option<Uuid>,
     operator_status: Option<String>,
+    history_removed_at: Option<DateTime<Utc>>,
     s_seq: Option<i64>,
     s_id: Option<Uuid>,
     s_customer_id: Option<String>,
@@ -165,22 +182,24 @@ impl LoadRow {
             state: json_column(row, 6)?,
             reason: row.get(7)?,
             occurred_at: row.get(8)?,
-            operator_status: row.get(9)?,
-            s_seq: row.get(10)?,
-            s_id: row.get(11)?,
-            s_customer_id: row.get(12)?,
-            s_items: json_column(row, 13)?,
-            s_shipping_address: json_column(row, 14)?,
-            s_status: row.get(15)?,
-            s_version: row.get(16)?,
-            s_revision: row.get(17)?,
-            s_cancel_reason: row.get(18)?,
-            s_carrier: row.get(19)?,
-            s_tracking_number: row.get(20)?,
-            s_source_event_id: row.get(21)?,
-            s_ordered_at: row.get(22)?,
-            s_created_at: row.get(23)?,
-            s_updated_at: row.get(24)?,
+            current_shipment: row.get(9)?,
+            operator_status: row.get(10)?,
+            history_removed_at: row.get(11)?,
+            s_seq: row.get(12)?,
+            s_id: row.get(13)?,
+            s_customer_id: row.get(14)?,
+            s_items: json_column(row, 15)?,
+            s_shipping_address: json_column(row, 16)?,
+            s_status: row.get(17)?,
+            s_version: row.get(18)?,
+            s_revision: row.get(19)?,
+            s_cancel_reason: row.get(20)?,
+            s_carrier: row.get(21)?,
+            s_tracking_number: row.get(22)?,
+            s_source_event_id: row.get(23)?,
+            s_ordered_at: row.get(24)?,
+            s_created_at: row.get(25)?,
+            s_updated_at: row.get(26)?,
         })
     }
 }
@@ -208,26 +227,14 @@ impl Loaded {
     pub(super) fn from_rows(rows: Vec<LoadRow>) -> Result<Loaded, StoreError> {
         let mut loaded = Loaded::default();
         for row in rows {
-            loaded.known.insert(
-                (row.event_id.clone(), row.derived_id),
-                KnownEvent {
-                    outcome: outcome(&row.outcome)?,
-                    order_id: row.order_id.clone(),
-                    shipment_id: row.s_id,
-                },
-            );
-            let Some(order_id) = row.order_id.clone() else {
+            if row.event_id.is_none() {
+                let (order_id, stored) = row.into_shipment()?;
+                loaded.shipments.insert(order_id, stored);
                 continue;
-            };
-            if !loaded.shipments.contains_key(&order_id) {
-                if let Some(shipment) = row.shipment()? {
-                    let operator_status = row.operator_status.as_deref().map(status).transpose()?;
-                    loaded
-                        .shipments
-                        .insert(order_id.clone(), (shipment, operator_status));
-                }
             }
-            if let Some((outcome, fact)) = row.into_fact()? {
+            let event = row.into_event()?;
+            loaded.known.insert(event.key, event.known);
+            if let Some((order_id, outcome, fact)) = event.history {
                 loaded
                     .history
                     .entry(order_id)
@@ -239,58 +246,77 @@ impl Loaded {
     }
 }
 
+/// A loaded event: the record of its id and, when it is part of its order's history, its
+/// place there.
+struct LoadedEvent {
+    key: (String, bool),
+    known: KnownEvent,
+    history: Option<(String, Outcome, Fact)>,
+}
+
 impl LoadRow {
-    /// The event's order's shipment, when it has one.
-    fn shipment(&self) -> Result<Option<Shipment>, StoreError> {
-        let (Some(seq), Some(id)) = (self.s_seq, self.s_id) else {
-            return Ok(None);
-        };
-        let missing = || StoreError::corrupt(format!("shipment {id} lacks a column"));
-        ShipmentRow {
-            seq,
-            id,
-            order_id: self.order_id.clone().ok_or_else(missing)?,
-            customer_id: self.s_customer_id.clone().ok_or_else(missing)?,
-            items: self.s_items.clone().ok_or_else(missing)?,
-            shipping_address: self.s_shipping_address.clone().ok_or_else(missing)?,
-            status: self.s_status.clone().ok_or_else(missing)?,
+    fn into_shipment(self) -> Result<(String, StoredShipment), StoreError> {
+        let missing = || StoreError::corrupt(format!("shipment {:?} lacks a column", self.s_id));
+        let order_id = self.order_id.clone().ok_or_else(missing)?;
+        let shipment = ShipmentRow {
+            seq: self.s_seq.ok_or_else(missing)?,
+            id: self.s_id.ok_or_else(missing)?,
+            order_id: order_id.clone(),
+            customer_id: self.s_customer_id.ok_or_else(missing)?,
+            items: self.s_items.ok_or_else(missing)?,
+            shipping_address: self.s_shipping_address.ok_or_else(missing)?,
+            status: self.s_status.ok_or_else(missing)?,
             version: self.s_version.ok_or_else(missing)?,
             revision: self.s_revision.ok_or_else(missing)?,
-            cancel_reason: self.s_cancel_reason.clone(),
-            carrier: self.s_carrier.clone(),
-            tracking_number: self.s_tracking_number.clone(),
-            source_event_id: self.s_source_event_id.clone().ok_or_else(missing)?,
+            cancel_reason: self.s_cancel_reason,
+            carrier: self.s_carrier,
+            tracking_number: self.s_tracking_number,
+            source_event_id: self.s_source_event_id.ok_or_else(missing)?,
             ordered_at: self.s_ordered_at.ok_or_else(missing)?,
             created_at: self.s_created_at.ok_or_else(missing)?,
             updated_at: self.s_updated_at.ok_or_else(missing)?,
         }
-        .try_into()
-        .map(Some)
+        .try_into()?;
+        let stored = StoredShipment {
+            shipment,
+            operator_status: self.operator_status.as_deref().map(status).transpose()?,
+            history_removed: self.history_removed_at.is_some(),
+        };
+        Ok((order_id, stored))
     }
 
-    /// The event as a fact of its order's history; `None` for an event that is not part of
-    /// it (a duplicate, one that came too late, one of a type the service does not handle).
-    fn into_fact(self) -> Result<Option<(Outcome, Fact)>, StoreError> {
-        let outcome = outcome(&self.outcome)?;
-        if !outcome.joins_history() {
-            return Ok(None);
-        }
+    fn into_event(self) -> Result<LoadedEvent, StoreError> {
         let corrupt = || StoreError::corrupt(format!("event {:?} lacks its data", self.event_id));
-        let change = match self.event_type.as_str() {
-            ORDER_CREATED => Change::Created(self.state.ok_or_else(corrupt)?.0),
-            ORDER_UPDATED => Change::Updated(self.state.ok_or_else(corrupt)?.0),
-            ORDER_CANCELLED => Change::Cancelled {
+        let event_id = self.event_id.clone().ok_or_else(corrupt)?;
+        let outcome = outcome(self.outcome.as_deref().ok_or_else(corrupt)?)?;
+        let mut event = LoadedEvent {
+            key: (event_id.clone(), self.derived_id.ok_or_else(corrupt)?),
+            known: KnownEvent {
+                outcome,
+                order_id: self.order_id.clone(),
+                shipment_id: self.current_shipment,
+            },
+            history: None,
+        };
+        let Some(order_id) = self.order_id.filter(|_| outcome.joins_history()) else {
+            return Ok(event);
+        };
+        let change = match self.event_type.as_deref() {
+            Some(ORDER_CREATED) => Change::Created(self.state.ok_or_else(corrupt)?.0),
+            Some(ORDER_UPDATED) => Change::Updated(self.state.ok_or_else(corrupt)?.0),
+            Some(ORDER_CANCELLED) => Change::Cancelled {
                 reason: self.reason,
             },
             _ => return Err(corrupt()),
         };
         let fact = Fact {
             version: self.version.ok_or_else(corrupt)?,
-            event_id: self.event_id,
+            event_id,
             occurred_at: self.occurred_at,
             change,
         };
-        Ok(Some((outcome, fact)))
+        event.history = Some((order_id, outcome, fact));
+        Ok(event)
     }
 }
 

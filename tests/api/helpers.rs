@@ -195,6 +195,39 @@ pub fn test_env(db: &TestDb) -> HashMap<String, String> {
     .collect()
 }
 
+/// Runs a subcommand of the real binary (`status`, `prune`, ...) against `db`, with exactly
+/// `env` (no secret unless given), off the test's runtime.
+pub async fn run_command(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_shipping-service"))
+            .args(args)
+            .env_clear()
+            .envs(env)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+/// Waits until `done` answers `true`, asking every 50 ms, failing after `seconds`.
+pub async fn wait_until<F, Fut>(seconds: u64, what: &str, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while !done().await {
+        check_deadline(deadline, what);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// Logs go nowhere unless `TEST_LOG` is set; the subscriber lives as long as the test binary.
 fn init_logs() {
     static GUARD: std::sync::OnceLock<tracing_appender::non_blocking::WorkerGuard> =

@@ -14,6 +14,7 @@ mod lifecycle;
 mod openapi;
 mod operators;
 mod outbox;
+mod retention;
 mod send;
 mod shutdown;
 mod signatures;

@@ -127,3 +127,19 @@ fn each_subcommands_help_lists_only_what_it_reads() {
         );
     }
 }
+
+#[test]
+fn prune_against_an_unreachable_database_names_its_host() {
+    let folder = tempfile::tempdir().unwrap();
+    let output = run(
+        &["prune"],
+        &[("DATABASE_URL", "postgres://postgres@127.0.0.1:1/shipping")],
+        folder.path(),
+    );
+    assert!(!output.status.success());
+    let error = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        error.contains("cannot reach PostgreSQL at 127.0.0.1:1"),
+        "{error}"
+    );
+}

@@ -25,6 +25,9 @@ use super::{ConnectError, StoreError, Write, WriteTx, ACQUIRE_TIMEOUT};
 /// own); more only adds contention.
 const DEFAULT_MAX_CONNECTIONS: u32 = 16;
 
+/// A retention pass takes this advisory lock: one pass at a time across instances.
+const PRUNE_LOCK: i64 = 0x5348_4950_5052_554e;
+
 /// Fan-outs take this advisory lock, one at a time across instances, so deliveries are made in
 /// the order their events were written.
 const FAN_OUT_LOCK: i64 = 0x5348_4950_4f55_5401;
@@ -130,6 +133,24 @@ impl PgStore {
         };
         let tx = self.pool.begin_with(begin).await?;
         Ok(WriteTx { tx, _turn: None })
+    }
+
+    /// A connection of its own holding the retention pass's lock, which goes with it;
+    /// `None` while another instance holds it.
+    pub(super) async fn prune_turn(&self) -> Result<Option<PgConnection>, StoreError> {
+        let mut conn = PgConnection::connect_with(&self.options)
+            .await
+            .map_err(StoreError::unavailable)?;
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(PRUNE_LOCK)
+            .fetch_one(&mut conn)
+            .await?;
+        if locked {
+            Ok(Some(conn))
+        } else {
+            conn.close().await?;
+            Ok(None)
+        }
     }
 
     pub(super) fn dialect(&self) -> Dialect {

@@ -122,13 +122,13 @@ static SAVE: LazyLock<String> = LazyLock::new(|| {
         "WITH events AS ( \
            INSERT INTO processed_events (event_id, derived_id, event_type, order_id, outcome, \
                                          shipment_id, version, state, reason, occurred_at, \
-                                         received_at) \
+                                         in_history, received_at) \
            SELECT event_id, derived_id, event_type, order_id, outcome, shipment_id, \
-                  version, state::jsonb, reason, occurred_at, $1 \
+                  version, state::jsonb, reason, occurred_at, in_history, $1 \
            FROM unnest($2::text[], $3::bool[], $4::text[], $5::text[], $6::text[], $7::uuid[], \
-                       $8::int8[], $9::text[], $10::text[], $11::timestamptz[]) \
+                       $8::int8[], $9::text[], $10::text[], $11::timestamptz[], $32::bool[]) \
                 AS e(event_id, derived_id, event_type, order_id, outcome, shipment_id, \
-                     version, state, reason, occurred_at) \
+                     version, state, reason, occurred_at, in_history) \
          ), written AS ( \
            SELECT * FROM unnest($12::uuid[], $13::text[], $14::text[], $15::text[], \
                                 $16::text[], $17::text[], $18::int8[], $19::int8[], \
@@ -183,6 +183,7 @@ async fn save(
         events.states.push(row.state().map(json_text));
         events.reasons.push(row.reason());
         events.occurred_ats.push(row.occurred_at);
+        events.in_history.push(row.outcome.joins_history());
     }
     let mut shipments = ShipmentColumns::default();
     let mut updates = 0_i64;
@@ -250,6 +251,7 @@ async fn save(
         .bind(outbox.types)
         .bind(outbox.bodies)
         .bind(updates)
+        .bind(events.in_history)
         .fetch_one(&mut *conn)
         .await?;
     Ok(announced)
@@ -275,6 +277,7 @@ struct EventColumns<'a> {
     states: Vec<Option<String>>,
     reasons: Vec<Option<&'a str>>,
     occurred_ats: Vec<Option<DateTime<Utc>>>,
+    in_history: Vec<bool>,
 }
 
 #[derive(Default)]

@@ -93,8 +93,8 @@ fn save(conn: &Connection, plan: &Plan<'_>, now: DateTime<Utc>) -> Result<usize,
     let mut insert_event = conn.prepare_cached(
         "INSERT INTO processed_events (event_id, derived_id, event_type, order_id, outcome, \
                                        shipment_id, version, state, reason, occurred_at, \
-                                       received_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                                       received_at, in_history) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )?;
     for row in &plan.events {
         insert_event.execute(params![
@@ -109,6 +109,7 @@ fn save(conn: &Connection, plan: &Plan<'_>, now: DateTime<Utc>) -> Result<usize,
             row.reason(),
             row.occurred_at.map(time_text),
             received_at,
+            row.outcome.joins_history(),
         ])?;
     }
     let mut insert_shipment = conn.prepare_cached(
