@@ -6,6 +6,9 @@
 //! m orders (after one pass, every request is a duplicate). With `--lifecycle` a sender sends
 //! each order's whole history instead: created, two updates and, for one order in five, a
 //! cancellation, all versioned and shuffled (so some arrive before the events they follow).
+//! With `--close` each order lives to the end: created, updated, then moved by an operator
+//! (`--api-token`) to packed, shipped and delivered. `--rate` paces all senders together to
+//! that many orders per second.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -41,6 +44,21 @@ struct Args {
     distinct: u64,
     #[arg(long)]
     lifecycle: bool,
+    #[arg(long)]
+    close: bool,
+    /// Bearer token for the operator's moves of `--close`.
+    #[arg(long, default_value = "bench")]
+    api_token: String,
+    /// Orders per second, all senders together (default: as fast as answered).
+    #[arg(long)]
+    rate: Option<f64>,
+}
+
+/// One request of an order's life.
+enum Step {
+    Event(Value),
+    /// An operator's move of the order's shipment (known once its creation is answered).
+    Move(Value),
 }
 
 fn order_event(event_type: &str, order_id: &str, version: Option<u64>) -> Value {
@@ -54,6 +72,26 @@ fn order_event(event_type: &str, order_id: &str, version: Option<u64>) -> Value 
         event["data"]["items"][0]["quantity"] = json!(version);
     }
     event
+}
+
+/// The next order's steps, in the order this sender takes them.
+fn next_steps(args: &Args, index: usize, order: u64) -> Vec<Step> {
+    let order_id = format!("{}-{index}-{order}", args.prefix);
+    if args.close {
+        let mut updated = order_event("order.updated", &order_id, None);
+        updated["data"]["customer_id"] = json!("CUST-UPDATED");
+        return vec![
+            Step::Event(order_event("order.created", &order_id, None)),
+            Step::Event(updated),
+            Step::Move(json!({"status": "packed"})),
+            Step::Move(json!({"status": "shipped", "carrier": "DHL", "tracking_number": "JD1"})),
+            Step::Move(json!({"status": "delivered"})),
+        ];
+    }
+    next_events(args, index, order)
+        .into_iter()
+        .map(Step::Event)
+        .collect()
 }
 
 /// The next order's events, in the order this sender posts them.
@@ -96,27 +134,53 @@ async fn sender(
     let mut n = 0;
     let mut queue = VecDeque::new();
     let mut orders = 0;
+    let mut shipment = String::new();
+    // With a rate, each sender starts its orders at its share of it, offset from the others.
+    let every = args
+        .rate
+        .map(|rate| Duration::from_secs_f64(args.connections as f64 / rate));
+    let mut next_start = Instant::now() + every.unwrap_or_default().mul_f64(index as f64 / args.connections as f64);
+    let api = args.url.replace("/webhooks/order_events", "/shipments");
     while Instant::now() < until && n < args.requests {
         if queue.is_empty() {
+            if let Some(every) = every {
+                tokio::time::sleep_until(next_start.into()).await;
+                next_start += every;
+            }
             let order = (orders / args.repeat) % args.distinct;
             orders += 1;
-            queue.extend(next_events(args, index, order));
+            queue.extend(next_steps(args, index, order));
         }
         n += 1;
-        let body = serde_json::to_vec(&queue.pop_front().expect("refilled above")).unwrap();
-        let signature = sign_hex(secret, &body);
+        let request = match queue.pop_front().expect("refilled above") {
+            Step::Event(event) => {
+                let body = serde_json::to_vec(&event).unwrap();
+                let signature = sign_hex(secret, &body);
+                client
+                    .post(&args.url)
+                    .header("Content-Type", "application/json")
+                    .header("X-Ecomm-Signature", signature)
+                    .body(body)
+            }
+            Step::Move(change) => client
+                .patch(format!("{api}/{shipment}"))
+                .bearer_auth(&args.api_token)
+                .json(&change),
+        };
         let started = Instant::now();
-        let response = client
-            .post(&args.url)
-            .header("Content-Type", "application/json")
-            .header("X-Ecomm-Signature", signature)
-            .body(body)
-            .send()
-            .await;
-        match response {
+        match request.send().await {
             Ok(response) if response.status().is_success() => {
-                let _ = response.bytes().await;
+                let answer = response.bytes().await.unwrap_or_default();
                 tally.latencies.push(started.elapsed());
+                // Only an order that lives on needs its shipment's id.
+                if args.close {
+                    if let Some(id) = serde_json::from_slice::<Value>(&answer)
+                        .ok()
+                        .and_then(|receipt| receipt["shipment_id"].as_str().map(str::to_owned))
+                    {
+                        shipment = id;
+                    }
+                }
             }
             Ok(response) => {
                 let _ = response.bytes().await;
