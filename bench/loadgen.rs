@@ -139,7 +139,10 @@ async fn sender(
     let every = args
         .rate
         .map(|rate| Duration::from_secs_f64(args.connections as f64 / rate));
-    let mut next_start = Instant::now() + every.unwrap_or_default().mul_f64(index as f64 / args.connections as f64);
+    let mut next_start = Instant::now()
+        + every
+            .unwrap_or_default()
+            .mul_f64(index as f64 / args.connections as f64);
     let api = args.url.replace("/webhooks/order_events", "/shipments");
     while Instant::now() < until && n < args.requests {
         if queue.is_empty() {

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use subtle::ConstantTimeEq;
 
+use crate::dispatch::egress::Egress;
 use crate::domain::Retention;
 use crate::signature::{Secret, Verifier};
 
@@ -116,6 +117,22 @@ pub const DELIVERY_TIMEOUT: Variable = Variable {
     meaning: "limit of one delivery attempt",
     fallback: Fallback::Value("10s"),
 };
+pub const DELIVERY_ALLOW_NETS: Variable = Variable {
+    name: "DELIVERY_ALLOW_NETS",
+    meaning: "networks (CIDR, comma separated) that deliveries may reach although private, \
+              loopback or link-local (PRODUCT.md section 10)",
+    fallback: Fallback::Described("none"),
+};
+pub const DELIVERY_CONCURRENCY_PER_SUBSCRIPTION: Variable = Variable {
+    name: "DELIVERY_CONCURRENCY_PER_SUBSCRIPTION",
+    meaning: "attempts in flight for one subscription",
+    fallback: Fallback::Value("8"),
+};
+pub const DELIVERY_DISABLE_AFTER: Variable = Variable {
+    name: "DELIVERY_DISABLE_AFTER",
+    meaning: "a subscription failing this long with nothing delivered is deactivated",
+    fallback: Fallback::Value("5d"),
+};
 pub const RETENTION: Variable = Variable {
     name: "RETENTION",
     meaning: "how long records that no promise needs any more are kept (PRODUCT.md section 9); \
@@ -148,6 +165,9 @@ pub const SERVE: &[&Variable] = &[
     &DISPATCH,
     &DELIVERY_MAX_RETRIES,
     &DELIVERY_TIMEOUT,
+    &DELIVERY_ALLOW_NETS,
+    &DELIVERY_CONCURRENCY_PER_SUBSCRIPTION,
+    &DELIVERY_DISABLE_AFTER,
     &RETENTION,
     &DATABASE_MAX_CONNECTIONS,
     &RUST_LOG,
@@ -214,6 +234,12 @@ pub struct DeliveryConfig {
     pub max_retries: u32,
     /// Longest one attempt may take.
     pub timeout: Duration,
+    /// Where deliveries may go.
+    pub egress: Egress,
+    /// Attempts in flight for one subscription at most.
+    pub concurrency_per_subscription: u32,
+    /// How long a subscription may fail with nothing delivered before it is deactivated.
+    pub disable_after: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -348,6 +374,20 @@ fn duration(text: &str) -> Result<Duration, String> {
         .map_err(|_| "must be a duration such as 10s, 5m or 30d".to_owned())
 }
 
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    match duration(text)? {
+        duration if duration.is_zero() => Err("must be longer than zero".into()),
+        duration => Ok(duration),
+    }
+}
+
+/// A network such as `10.0.0.0/8`, or one address.
+fn network(text: &str) -> Result<ipnet::IpNet, String> {
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{text:?} is not a network such as 127.0.0.0/8"))
+}
+
 fn switch(text: &str) -> Result<bool, String> {
     match text {
         "on" => Ok(true),
@@ -443,18 +483,20 @@ impl Config {
             example_credentials.push(API_TOKENS.name);
         }
 
+        let allowed = env
+            .list(&DELIVERY_ALLOW_NETS)
+            .iter()
+            .map(|net| network(net))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|reason| invalid(&DELIVERY_ALLOW_NETS, reason))?;
         let delivery = DeliveryConfig {
             dispatch: env.required(&DISPATCH, switch)?,
             max_retries: env.required(&DELIVERY_MAX_RETRIES, at_least(0))?,
-            timeout: env.required(&DELIVERY_TIMEOUT, |text| {
-                duration(text).and_then(|timeout| {
-                    if timeout.is_zero() {
-                        Err("must be longer than zero".into())
-                    } else {
-                        Ok(timeout)
-                    }
-                })
-            })?,
+            timeout: env.required(&DELIVERY_TIMEOUT, positive_duration)?,
+            egress: Egress::new(allowed),
+            concurrency_per_subscription: env
+                .required(&DELIVERY_CONCURRENCY_PER_SUBSCRIPTION, at_least(1))?,
+            disable_after: env.required(&DELIVERY_DISABLE_AFTER, positive_duration)?,
         };
         Ok(Config {
             database,
@@ -506,6 +548,12 @@ mod tests {
         assert!(config.delivery.dispatch);
         assert_eq!(config.delivery.max_retries, 5);
         assert_eq!(config.delivery.timeout, Duration::from_secs(10));
+        assert!(config.delivery.egress.allowed_networks().is_empty());
+        assert_eq!(config.delivery.concurrency_per_subscription, 8);
+        assert_eq!(
+            config.delivery.disable_after,
+            Duration::from_secs(5 * 24 * 3600)
+        );
         assert_eq!(
             config.retention.keep(),
             Some(Duration::from_secs(30 * 24 * 3600))
@@ -527,6 +575,9 @@ mod tests {
             ("DELIVERY_MAX_RETRIES", "-2"),
             ("DELIVERY_TIMEOUT", "soon"),
             ("DELIVERY_TIMEOUT", "0s"),
+            ("DELIVERY_ALLOW_NETS", "127.0.0.0/8, localhost"),
+            ("DELIVERY_CONCURRENCY_PER_SUBSCRIPTION", "0"),
+            ("DELIVERY_DISABLE_AFTER", "never"),
             ("DATABASE_MAX_CONNECTIONS", "0"),
             ("RETENTION", "forever"),
             ("RETENTION", "0s"),

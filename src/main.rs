@@ -150,6 +150,10 @@ async fn status(database: DatabaseConfig) -> anyhow::Result<()> {
     println!("deliveries:");
     println!("  {:<12} {}", "pending", report.pending_deliveries);
     println!("  {:<12} {}", "failed", report.failed_deliveries);
+    println!("subscriptions (active, or why not):");
+    for (state, count) in &report.subscriptions {
+        println!("  {state:<12} {count}");
+    }
     println!("tables (rows, oldest record):");
     for table in &report.tables {
         let oldest = table

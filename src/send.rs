@@ -21,7 +21,8 @@ pub enum Scheme {
     Standard,
 }
 
-#[derive(Debug, clap::Args)]
+/// The flags of `send`. No `Debug`: it holds the signing secret.
+#[derive(clap::Args)]
 pub struct SendArgs {
     /// The JSON event to send: a file (see examples/), or `-` for standard input.
     #[arg(default_value = "-")]
@@ -51,6 +52,9 @@ pub struct SendArgs {
     pub timeout: Duration,
 }
 
+/// The most of an answer's body `send` reads.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
 /// What one attempt got back.
 enum Attempt {
     Delivered(StatusCode, String),
@@ -77,7 +81,11 @@ pub async fn run(args: SendArgs) -> anyhow::Result<()> {
     };
     let secret = Secret::parse(&secret).map_err(|reason| anyhow::anyhow!("--secret: {reason}"))?;
     let webhook_id = webhook_id(&body);
-    let client = reqwest::Client::builder().timeout(args.timeout).build()?;
+    // A redirect is an answer to report, not a place to send the event to.
+    let client = reqwest::Client::builder()
+        .timeout(args.timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
 
     let mut retry = 0;
     loop {
@@ -149,7 +157,7 @@ async fn classify(result: reqwest::Result<reqwest::Response>) -> Attempt {
         .get(RETRY_AFTER)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| parse_retry_after(value, SystemTime::now()));
-    let answer = response.text().await.unwrap_or_default();
+    let answer = read_capped(response).await;
     match Verdict::of(Some(status.as_u16())) {
         Verdict::Delivered => Attempt::Delivered(status, answer),
         Verdict::Retry => Attempt::Retry {
@@ -176,6 +184,19 @@ fn webhook_id(body: &[u8]) -> String {
         let digest = sha2::Sha256::digest(body);
         format!("msg_{}", hex::encode(&digest[..16]))
     })
+}
+
+/// The answer's body, at most [`MAX_ANSWER_BYTES`] of it: what a receiver says is shown, not
+/// stored, and a receiver cannot make the sender read without end.
+async fn read_capped(mut response: reqwest::Response) -> String {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        body.extend_from_slice(&chunk[..chunk.len().min(MAX_ANSWER_BYTES - body.len())]);
+        if body.len() == MAX_ANSWER_BYTES {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&body).into_owned()
 }
 
 fn read_input(input: &PathBuf) -> anyhow::Result<Vec<u8>> {

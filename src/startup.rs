@@ -58,6 +58,16 @@ impl App {
     ) -> anyhow::Result<App> {
         let address = listener.local_addr()?;
         let metrics = Metrics::default();
+        let allowed = config.delivery.egress.allowed_networks();
+        if allowed.is_empty() {
+            tracing::info!("deliveries reach only public addresses");
+        } else {
+            let networks: Vec<String> = allowed.iter().map(ToString::to_string).collect();
+            tracing::info!(
+                allowed = %networks.join(", "),
+                "deliveries may also reach these networks (DELIVERY_ALLOW_NETS)"
+            );
+        }
         let dispatcher = config.delivery.dispatch.then(|| {
             let dispatcher = Dispatcher::new(store.clone(), &config.delivery, metrics.clone());
             tokio::spawn(dispatcher.run())
@@ -70,6 +80,7 @@ impl App {
             store: store.clone(),
             verifier: config.verifier,
             api_tokens: config.api_tokens,
+            egress: config.delivery.egress.clone(),
             max_body_bytes: config.max_body_bytes,
             request_timeout: config.request_timeout,
             metrics,

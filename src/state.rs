@@ -2,6 +2,7 @@
 //! that imports run one way (startup → routes → state).
 
 use crate::config::ApiTokens;
+use crate::dispatch::egress::Egress;
 use crate::metrics::Metrics;
 use crate::signature::Verifier;
 use crate::store::Store;
@@ -10,6 +11,8 @@ pub struct AppState {
     pub store: Store,
     pub verifier: Verifier,
     pub api_tokens: ApiTokens,
+    /// Where deliveries may go: a subscription to an address that is not is refused.
+    pub egress: Egress,
     pub max_body_bytes: usize,
     /// The longest a client may take to send a webhook body.
     pub request_timeout: std::time::Duration,

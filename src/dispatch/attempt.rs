@@ -5,6 +5,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use chrono::Utc;
 
+use super::egress::{AddressNotAllowed, Egress};
 use crate::domain::DeliveryStatus;
 use crate::metrics::Metrics;
 use crate::retry::{parse_retry_after, RetryPolicy, Verdict};
@@ -43,87 +44,136 @@ struct Answer {
     status: Option<u16>,
     retry_after: Option<Duration>,
     error: Option<String>,
+    /// The address is not one deliveries may reach: no connection was opened, and trying
+    /// again would find the same.
+    refused: bool,
 }
 
-pub(super) async fn attempt(
-    client: &reqwest::Client,
-    policy: &RetryPolicy,
-    metrics: &Metrics,
-    delivery: Claimed,
-) -> Settlement {
-    let attempted_at = Utc::now();
-    let started = Instant::now();
-    let answer = post(client, &delivery).await;
-    let duration = started.elapsed();
-    metrics.delivery_attempt(duration.as_secs_f64());
-    let attempts = delivery.attempts + 1;
-    let (status, wait) = match Verdict::of(answer.status) {
-        Verdict::Delivered => (DeliveryStatus::Delivered, None),
-        Verdict::GiveUp => (DeliveryStatus::Failed, None),
-        Verdict::Retry => {
-            let retry = u32::try_from(attempts).unwrap_or(u32::MAX);
-            match policy.wait_before(retry, answer.retry_after) {
-                Some(wait) => (DeliveryStatus::Pending, Some(wait)),
-                None => (DeliveryStatus::Failed, None),
-            }
-        }
-    };
-    Settlement {
-        id: delivery.id,
-        subscription_id: delivery.subscription_id,
-        status,
-        attempts,
-        next_attempt_at: attempted_at
-            + chrono::Duration::from_std(wait.unwrap_or_default()).unwrap_or_default(),
-        attempted_at,
-        status_code: answer.status.map(i32::from),
-        error: answer
-            .error
-            .map(|text| text.chars().take(MAX_ERROR_CHARS).collect()),
-        duration,
-        deactivate: answer.status == Some(410),
-    }
-}
-
-async fn post(client: &reqwest::Client, delivery: &Claimed) -> Answer {
-    let secret = match Secret::parse(&delivery.secret) {
-        Ok(secret) => secret,
-        // The service generated it, so this is a damaged row: the attempt fails like one
-        // without an answer (and is retried, in case the row is mended).
-        Err(reason) => {
-            return Answer {
-                status: None,
-                retry_after: None,
-                error: Some(format!("the subscription's secret is unusable: {reason}")),
-            }
-        }
-    };
-    let event_id = delivery.event_id.to_string();
-    let request = signed_request(client, &delivery.url, &secret, &event_id, &delivery.body);
-    match request.send().await {
-        Ok(response) => {
-            let retry_after = response
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|value| value.to_str().ok())
-                .and_then(|value| parse_retry_after(value, SystemTime::now()));
-            let status = response.status();
-            Answer {
-                status: Some(status.as_u16()),
-                retry_after,
-                error: (!status.is_success()).then(|| status.to_string()),
-            }
-        }
-        Err(error) => Answer {
+impl Answer {
+    fn failed(error: String) -> Answer {
+        Answer {
             status: None,
             retry_after: None,
-            error: Some(describe(&error)),
-        },
+            error: Some(error),
+            refused: false,
+        }
+    }
+
+    fn refused() -> Answer {
+        Answer {
+            refused: true,
+            ..Answer::failed(AddressNotAllowed.to_string())
+        }
     }
 }
 
-/// What went wrong without an answer, in a few words an operator can act on.
-fn describe(error: &reqwest::Error) -> String {
+/// What one attempt needs besides the delivery.
+pub(super) struct Sender {
+    pub client: reqwest::Client,
+    pub egress: Egress,
+    pub policy: RetryPolicy,
+    pub metrics: Metrics,
+}
+
+impl Sender {
+    pub async fn attempt(&self, delivery: Claimed) -> Settlement {
+        let attempted_at = Utc::now();
+        let started = Instant::now();
+        let answer = self.post(&delivery).await;
+        let duration = started.elapsed();
+        self.metrics.delivery_attempt(duration.as_secs_f64());
+        let attempts = delivery.attempts + 1;
+        let verdict = if answer.refused {
+            Verdict::GiveUp
+        } else {
+            Verdict::of(answer.status)
+        };
+        let (status, wait) = match verdict {
+            Verdict::Delivered => (DeliveryStatus::Delivered, None),
+            Verdict::GiveUp => (DeliveryStatus::Failed, None),
+            Verdict::Retry => {
+                let retry = u32::try_from(attempts).unwrap_or(u32::MAX);
+                match self.policy.wait_before(retry, answer.retry_after) {
+                    Some(wait) => (DeliveryStatus::Pending, Some(wait)),
+                    None => (DeliveryStatus::Failed, None),
+                }
+            }
+        };
+        Settlement {
+            id: delivery.id,
+            subscription_id: delivery.subscription_id,
+            status,
+            attempts,
+            next_attempt_at: attempted_at
+                + chrono::Duration::from_std(wait.unwrap_or_default()).unwrap_or_default(),
+            attempted_at,
+            status_code: answer.status.map(i32::from),
+            error: answer
+                .error
+                .map(|text| text.chars().take(MAX_ERROR_CHARS).collect()),
+            duration,
+            gone: answer.status == Some(410),
+        }
+    }
+
+    async fn post(&self, delivery: &Claimed) -> Answer {
+        let secret = match Secret::parse(&delivery.secret) {
+            Ok(secret) => secret,
+            // The service generated it, so this is a damaged row: the attempt fails like one
+            // without an answer (and is retried, in case the row is mended).
+            Err(reason) => {
+                return Answer::failed(format!("the subscription's secret is unusable: {reason}"))
+            }
+        };
+        // A host given as an address is never resolved: checked here.
+        if self.egress.check_url(&delivery.url).is_err() {
+            return Answer::refused();
+        }
+        let event_id = delivery.event_id.to_string();
+        let request = signed_request(
+            &self.client,
+            &delivery.url,
+            &secret,
+            &event_id,
+            &delivery.body,
+        );
+        // The answer's status and headers decide; its body is never read.
+        match request.send().await {
+            Ok(response) => {
+                let retry_after = response
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|value| value.to_str().ok())
+                    .and_then(|value| parse_retry_after(value, SystemTime::now()));
+                let status = response.status();
+                Answer {
+                    status: Some(status.as_u16()),
+                    retry_after,
+                    error: (!status.is_success()).then(|| status.to_string()),
+                    refused: false,
+                }
+            }
+            Err(error) if refused_by_egress(&error) => Answer::refused(),
+            Err(error) => Answer::failed(describe(error)),
+        }
+    }
+}
+
+/// Whether the resolver refused every address of the host.
+fn refused_by_egress(error: &reqwest::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(error) = cause {
+        if error.is::<AddressNotAllowed>() {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
+}
+
+/// What went wrong without an answer, in a few words an operator can act on, without the URL
+/// (it may carry a password).
+fn describe(error: reqwest::Error) -> String {
     let kind = if error.is_timeout() {
         "timed out"
     } else if error.is_connect() {
@@ -131,5 +181,8 @@ fn describe(error: &reqwest::Error) -> String {
     } else {
         "request failed"
     };
-    format!("{kind}: {}", crate::telemetry::error_chain(error))
+    format!(
+        "{kind}: {}",
+        crate::telemetry::error_chain(&error.without_url())
+    )
 }

@@ -3,10 +3,14 @@
 //! ones under a lease (so a killed instance's work is taken over when the lease ends), POSTs
 //! each signed both ways, and settles what each attempt decided with the same retry policy as
 //! `send`. Woken by every commit that wrote outbound events; a slow poll catches what another
-//! instance wrote. Bounded: at most [`IN_FLIGHT`] attempts at once per instance.
+//! instance wrote. Bounded: at most [`IN_FLIGHT`] attempts at once per instance, and
+//! `DELIVERY_CONCURRENCY_PER_SUBSCRIPTION` per subscription; only to addresses `egress`
+//! allows.
 
 mod attempt;
+pub mod egress;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinSet;
@@ -16,13 +20,12 @@ use crate::domain::DeliveryStatus;
 use crate::metrics::Metrics;
 use crate::retry::RetryPolicy;
 use crate::store::{Settlement, Store};
+use egress::Egress;
 
 pub use attempt::signed_request;
 
 /// Attempts in flight at once per instance.
 const IN_FLIGHT: usize = 64;
-/// Outbound events fanned out per transaction.
-const FAN_OUT_BATCH: u32 = 500;
 /// How long a claimed delivery is this instance's beyond the attempt's own time limit; past
 /// it, another instance may take it over.
 const LEASE_MARGIN: Duration = Duration::from_secs(20);
@@ -38,23 +41,37 @@ const BACKOFF: Duration = Duration::from_secs(1);
 pub struct Dispatcher {
     store: Store,
     client: reqwest::Client,
+    egress: Egress,
     /// Longer than an attempt can take.
     lease: Duration,
+    /// Attempts in flight for one subscription at most.
+    share: u32,
+    /// How long a subscription may fail with nothing delivered.
+    disable_after: chrono::Duration,
     policy: RetryPolicy,
     metrics: Metrics,
 }
 
 impl Dispatcher {
     pub fn new(store: Store, config: &DeliveryConfig, metrics: Metrics) -> Dispatcher {
+        // Every name is resolved by the egress check, no proxy from the environment stands
+        // between the service and where the subscription said, and a redirect is an answer
+        // (a failed attempt), never followed.
         let client = reqwest::Client::builder()
             .timeout(config.timeout)
             .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .dns_resolver(Arc::new(config.egress.clone()))
             .build()
-            .expect("a client with a timeout and no redirects");
+            .expect("a client with a timeout, a resolver and no redirects");
         Dispatcher {
             store,
             client,
+            egress: config.egress.clone(),
             lease: config.timeout + LEASE_MARGIN,
+            share: config.concurrency_per_subscription,
+            disable_after: chrono::Duration::from_std(config.disable_after)
+                .unwrap_or(chrono::Duration::MAX),
             policy: RetryPolicy {
                 max_retries: config.max_retries,
                 ..RetryPolicy::default()
@@ -124,21 +141,24 @@ impl Dispatcher {
         fan_out: bool,
     ) -> Result<(), crate::store::StoreError> {
         if fan_out {
-            while self.store.fan_out(FAN_OUT_BATCH).await? == FAN_OUT_BATCH as usize {}
+            while self.store.fan_out().await? > 0 {}
         }
         let room = IN_FLIGHT - in_flight.len();
         if room == 0 {
             return Ok(());
         }
-        let claimed = self.store.claim_deliveries(room as u32, self.lease).await?;
+        let claimed = self
+            .store
+            .claim_deliveries(room as u32, self.lease, self.share)
+            .await?;
         for delivery in claimed {
-            let (client, policy, metrics) = (
-                self.client.clone(),
-                self.policy.clone(),
-                self.metrics.clone(),
-            );
-            in_flight
-                .spawn(async move { attempt::attempt(&client, &policy, &metrics, delivery).await });
+            let sender = attempt::Sender {
+                client: self.client.clone(),
+                egress: self.egress.clone(),
+                policy: self.policy.clone(),
+                metrics: self.metrics.clone(),
+            };
+            in_flight.spawn(async move { sender.attempt(delivery).await });
         }
         Ok(())
     }
@@ -149,7 +169,10 @@ impl Dispatcher {
         for settlement in settled {
             self.metrics.delivery_outcome(settlement.status.as_str());
         }
-        if let Err(error) = self.store.settle(settled).await {
+        let failing_before = chrono::Utc::now()
+            .checked_sub_signed(self.disable_after)
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+        if let Err(error) = self.store.settle(settled, failing_before).await {
             tracing::warn!(
                 error = crate::telemetry::error_chain(&error),
                 deliveries = settled.len(),

@@ -1,7 +1,13 @@
-//! The life of one outbound delivery (contract section 8): pending until an attempt delivers it
-//! or it fails for good; a failed one may be queued again by an operator.
+//! The life of one outbound delivery (contract sections 8 and 10): pending until an attempt
+//! delivers it or it fails for good; a failed one may be queued again by an operator. And the
+//! rules over a subscription's deliveries: a fair share of attempts in flight, and when a
+//! subscription that only fails is deactivated.
 
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
 use serde::Serialize;
+use uuid::Uuid;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -40,9 +46,86 @@ impl DeliveryStatus {
     }
 }
 
+/// Of the `candidates` claimed for attempts, in their order, those that fit beside what their
+/// subscription already has in flight, at most `cap` each: one slow subscriber cannot take
+/// every attempt from the others. `of` gives a candidate's subscription and the attempts it
+/// had in flight before.
+pub fn fair_share<T>(candidates: Vec<T>, cap: u32, of: impl Fn(&T) -> (Uuid, i64)) -> Vec<T> {
+    let mut taken: HashMap<Uuid, i64> = HashMap::new();
+    candidates
+        .into_iter()
+        .filter(|candidate| {
+            let (subscription, in_flight) = of(candidate);
+            let count = taken.entry(subscription).or_insert(in_flight);
+            let fits = *count < i64::from(cap);
+            *count += i64::from(fits);
+            fits
+        })
+        .collect()
+}
+
+/// How a subscription fared in a round of settled attempts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// Something reached it: whatever failed before, it is not failing.
+    Delivering,
+    /// Nothing reached it; its earliest failed attempt of the round. A subscription failing
+    /// since longer than `DELIVERY_DISABLE_AFTER`, with nothing delivered meanwhile, is
+    /// deactivated.
+    FailingSince(DateTime<Utc>),
+}
+
+/// The health of each subscription from its settled attempts: `(subscription, delivered,
+/// attempted at)`.
+pub fn health(
+    attempts: impl IntoIterator<Item = (Uuid, bool, DateTime<Utc>)>,
+) -> HashMap<Uuid, Health> {
+    let mut health = HashMap::new();
+    for (subscription, delivered, at) in attempts {
+        let entry = health
+            .entry(subscription)
+            .or_insert(Health::FailingSince(at));
+        *entry = match (*entry, delivered) {
+            (_, true) | (Health::Delivering, _) => Health::Delivering,
+            (Health::FailingSince(since), false) => Health::FailingSince(since.min(at)),
+        };
+    }
+    health
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_subscription_gets_at_most_its_share_beside_what_it_has_in_flight() {
+        let (slow, fast) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let candidates = vec![
+            (slow, 6),
+            (slow, 6),
+            (slow, 6),
+            (fast, 0),
+            (slow, 6),
+            (fast, 0),
+        ];
+        let kept = fair_share(candidates, 8, |candidate| *candidate);
+        assert_eq!(kept, [(slow, 6), (slow, 6), (fast, 0), (fast, 0)]);
+        assert!(fair_share(vec![(slow, 8)], 8, |candidate| *candidate).is_empty());
+    }
+
+    #[test]
+    fn one_delivery_makes_a_subscription_healthy_and_failures_date_from_the_first() {
+        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let at = |seconds| DateTime::from_timestamp(seconds, 0).unwrap();
+        let health = health([
+            (a, false, at(30)),
+            (a, true, at(20)),
+            (b, false, at(40)),
+            (b, false, at(10)),
+        ]);
+        assert_eq!(health[&a], Health::Delivering);
+        assert_eq!(health[&b], Health::FailingSince(at(10)));
+    }
 
     #[test]
     fn every_status_reads_back_from_its_name_and_only_failed_is_requeued() {

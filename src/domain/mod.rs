@@ -13,7 +13,7 @@ pub mod retention;
 pub mod shipment;
 pub mod subscription;
 
-pub use delivery::DeliveryStatus;
+pub use delivery::{DeliveryStatus, Health};
 pub use fields::FieldError;
 pub use fold::{Decision, Fact, Folded, OrderLife, Outcome};
 pub use operator::{IllegalMove, ShipmentPatch};
@@ -23,4 +23,4 @@ pub use retention::Retention;
 pub use shipment::{
     Address, Item, OrderState, OutboundEvent, Shipment, ShipmentChange, ShipmentStatus,
 };
-pub use subscription::{NewSubscription, Subscription, SubscriptionPatch};
+pub use subscription::{DeactivationReason, NewSubscription, Subscription, SubscriptionPatch};

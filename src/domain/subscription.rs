@@ -17,16 +17,51 @@ const MAX_URL_BYTES: usize = 2048;
 const SECRET_BYTES: usize = 32;
 const UNKNOWN: &str = "is not a field of a subscription";
 
-/// A subscription as the API serves it: never with its secret.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A subscription as the API serves it: never with its secret. `Debug` shows its URL without
+/// user-info.
+#[derive(Clone, PartialEq, Serialize)]
 pub struct Subscription {
     pub id: Uuid,
     pub url: String,
     pub event_types: Vec<ShipmentChange>,
     pub description: Option<String>,
     pub active: bool,
+    /// Why it was deactivated, while it is inactive.
+    pub deactivated_reason: Option<DeactivationReason>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// Why a subscription stopped receiving deliveries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeactivationReason {
+    /// Nothing delivered for `DELIVERY_DISABLE_AFTER` since its first failure.
+    Failing,
+    /// The receiver answered 410 Gone.
+    Gone,
+    /// An operator turned it off.
+    Operator,
+}
+
+impl DeactivationReason {
+    pub const ALL: [DeactivationReason; 3] = [
+        DeactivationReason::Failing,
+        DeactivationReason::Gone,
+        DeactivationReason::Operator,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeactivationReason::Failing => "failing",
+            DeactivationReason::Gone => "gone",
+            DeactivationReason::Operator => "operator",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<DeactivationReason> {
+        Self::ALL.into_iter().find(|reason| reason.as_str() == text)
+    }
 }
 
 impl Subscription {
@@ -35,20 +70,74 @@ impl Subscription {
     }
 }
 
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("id", &self.id)
+            .field("url", &without_userinfo(&self.url))
+            .field("event_types", &self.event_types)
+            .field("active", &self.active)
+            .field("deactivated_reason", &self.deactivated_reason)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The body of `POST /subscriptions`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct NewSubscription {
     pub url: String,
     pub event_types: Vec<ShipmentChange>,
     pub description: Option<String>,
 }
 
+impl std::fmt::Debug for NewSubscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewSubscription")
+            .field("url", &without_userinfo(&self.url))
+            .field("event_types", &self.event_types)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The body of `PATCH /subscriptions/{id}`: each field absent (unchanged) or given.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SubscriptionPatch {
     pub url: Option<String>,
     pub event_types: Option<Vec<ShipmentChange>>,
     pub active: Option<bool>,
+}
+
+impl std::fmt::Debug for SubscriptionPatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubscriptionPatch")
+            .field("url", &self.url.as_deref().map(without_userinfo))
+            .field("event_types", &self.event_types)
+            .field("active", &self.active)
+            .finish()
+    }
+}
+
+impl SubscriptionPatch {
+    /// What the patch makes of the reason the subscription is inactive: an operator turning
+    /// it off is the reason; turning it on clears any. `None`: unchanged.
+    pub fn deactivation(&self) -> Option<Option<DeactivationReason>> {
+        self.active
+            .map(|active| (!active).then_some(DeactivationReason::Operator))
+    }
+}
+
+/// The URL without its user-info, for logs, records and `Debug`: a password in a subscription
+/// URL is the receiver's to know, and nobody else's.
+pub fn without_userinfo(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.to_string()
+        }
+        Ok(_) => url.to_owned(),
+        Err(_) => "<not a URL>".to_owned(),
+    }
 }
 
 impl NewSubscription {
@@ -195,6 +284,39 @@ mod tests {
             ["active"]
         );
         assert_eq!(fields(SubscriptionPatch::parse(&json!({}))), ["body"]);
+    }
+
+    #[test]
+    fn debug_output_and_shown_urls_carry_no_password() {
+        let new =
+            NewSubscription::parse(&json!({"url": "https://alice:s3cret@hooks.example.com/in"}))
+                .unwrap();
+        let patch =
+            SubscriptionPatch::parse(&json!({"url": "https://bob:hunter2@example.com/"})).unwrap();
+        let shown = format!("{new:?} {patch:?}");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("hunter2"),
+            "{shown}"
+        );
+        assert_eq!(
+            without_userinfo("https://alice:s3cret@hooks.example.com/in?x=1"),
+            "https://hooks.example.com/in?x=1"
+        );
+        assert_eq!(
+            without_userinfo("https://example.com/in"),
+            "https://example.com/in"
+        );
+    }
+
+    #[test]
+    fn turning_a_subscription_off_is_the_operators_doing_and_on_clears_it() {
+        let off = SubscriptionPatch::parse(&json!({"active": false})).unwrap();
+        let on = SubscriptionPatch::parse(&json!({"active": true})).unwrap();
+        let other =
+            SubscriptionPatch::parse(&json!({"event_types": ["shipment.created"]})).unwrap();
+        assert_eq!(off.deactivation(), Some(Some(DeactivationReason::Operator)));
+        assert_eq!(on.deactivation(), Some(None));
+        assert_eq!(other.deactivation(), None);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::auth::Authorized;
 use super::{json_body, not_found, page_request, path_id, Listing};
-use crate::domain::subscription::new_secret;
+use crate::domain::subscription::{new_secret, without_userinfo};
 use crate::domain::{FieldError, NewSubscription, Subscription, SubscriptionPatch};
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -35,9 +35,14 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let new = NewSubscription::parse(&json_body(&request, &body)?)
         .map_err(ApiError::invalid("subscription"))?;
+    reachable(&state, "subscription", &new.url)?;
     let secret = new_secret();
     let subscription = state.store.create_subscription(&new, &secret).await?;
-    tracing::info!(subscription_id = %subscription.id, url = %subscription.url, "subscription created");
+    tracing::info!(
+        subscription_id = %subscription.id,
+        url = %without_userinfo(&subscription.url),
+        "subscription created"
+    );
     Ok(HttpResponse::Created().json(Created {
         subscription,
         secret,
@@ -91,6 +96,9 @@ pub async fn update(
     let id = path_id(&id, "subscription")?;
     let patch = SubscriptionPatch::parse(&json_body(&request, &body)?)
         .map_err(ApiError::invalid("subscription change"))?;
+    if let Some(url) = &patch.url {
+        reachable(&state, "subscription change", url)?;
+    }
     let subscription = state
         .store
         .update_subscription(id, &patch)
@@ -126,6 +134,19 @@ pub async fn recover(
     }
     let queued = state.store.requeue(None, Some((id, since))).await?;
     Ok(HttpResponse::Ok().json(json!({ "queued": queued })))
+}
+
+/// A URL whose host is an address deliveries may not reach is refused now, not at the first
+/// delivery. (A name is checked each time it is resolved.)
+fn reachable(state: &AppState, what: &'static str, url: &str) -> Result<(), ApiError> {
+    state.egress.check_url(url).map_err(|_| ApiError::Invalid {
+        what,
+        errors: vec![FieldError {
+            field: "url".into(),
+            message: "must not be a private, loopback, link-local or reserved address \
+                      (DELIVERY_ALLOW_NETS lets named networks through)",
+        }],
+    })
 }
 
 fn since(body: &serde_json::Value) -> Result<DateTime<Utc>, ApiError> {

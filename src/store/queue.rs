@@ -9,10 +9,19 @@ use uuid::Uuid;
 
 use super::subscriptions::{SubscriptionRow, SUBSCRIPTION_COLUMNS};
 use super::{json_text, time_text, Store, StoreError, Write};
-use crate::domain::{DeliveryStatus, ShipmentChange, Subscription};
+use crate::domain::delivery::{self, fair_share};
+use crate::domain::subscription::without_userinfo;
+use crate::domain::{DeactivationReason, DeliveryStatus, Health, ShipmentChange, Subscription};
 
-/// A delivery the dispatcher holds a lease on, with all it needs to attempt it.
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// Deliveries one fan-out makes at most, whatever the number of subscriptions: it fans out
+/// fewer events at a time when many subscriptions want each.
+const FAN_OUT_ROWS: usize = 5_000;
+/// Outbound events one fan-out takes at most.
+const FAN_OUT_EVENTS: usize = 500;
+
+/// A delivery the dispatcher holds a lease on, with all it needs to attempt it. `Debug` shows
+/// neither the secret nor the URL's user-info.
+#[derive(Clone, sqlx::FromRow)]
 pub struct Claimed {
     pub id: Uuid,
     /// Attempts made before this one.
@@ -22,6 +31,20 @@ pub struct Claimed {
     pub url: String,
     pub secret: String,
     pub subscription_id: Uuid,
+    /// The subscription's attempts in flight when this one was claimed.
+    in_flight: i64,
+}
+
+impl std::fmt::Debug for Claimed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Claimed")
+            .field("id", &self.id)
+            .field("attempts", &self.attempts)
+            .field("event_id", &self.event_id)
+            .field("url", &without_userinfo(&self.url))
+            .field("subscription_id", &self.subscription_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What one attempt decided, to be written back.
@@ -38,7 +61,7 @@ pub struct Settlement {
     pub error: Option<String>,
     pub duration: Duration,
     /// The receiver said 410 Gone: stop sending it anything.
-    pub deactivate: bool,
+    pub gone: bool,
 }
 
 /// An outbound event not yet fanned out.
@@ -51,9 +74,10 @@ struct Unfanned {
 }
 
 impl Store {
-    /// Makes the deliveries of up to `limit` outbound events, oldest first: one per active
-    /// subscription that wants the event's type. Returns how many events were fanned out.
-    pub async fn fan_out(&self, limit: u32) -> Result<usize, StoreError> {
+    /// Makes the deliveries of the oldest outbound events not yet fanned out: one per active
+    /// subscription that wants the event's type. Returns how many events were fanned out (0:
+    /// none waits).
+    pub async fn fan_out(&self) -> Result<usize, StoreError> {
         let sql = self.dialect();
         let subscriptions_sql =
             format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE active");
@@ -74,23 +98,25 @@ impl Store {
         );
         Ok(with_backend!(self, |db| {
             let mut tx = db.begin(Write::FanOut).await?;
-            let events: Vec<Unfanned> = sqlx::query_as(
-                "SELECT seq, id, shipment_id, event_type FROM outbox_events \
-                 WHERE NOT fanned_out ORDER BY seq LIMIT $1",
-            )
-            .bind(i64::from(limit))
-            .fetch_all(tx.conn())
-            .await?;
-            if events.is_empty() {
-                return Ok(0);
-            }
             let subscriptions: Vec<Subscription> =
                 sqlx::query_as::<_, SubscriptionRow>(&subscriptions_sql)
                     .fetch_all(tx.conn())
                     .await?
                     .into_iter()
-                    .map(Subscription::from)
-                    .collect();
+                    .map(Subscription::try_from)
+                    .collect::<Result<_, _>>()?;
+            let events_at_once =
+                (FAN_OUT_ROWS / subscriptions.len().max(1)).clamp(1, FAN_OUT_EVENTS);
+            let events: Vec<Unfanned> = sqlx::query_as(
+                "SELECT seq, id, shipment_id, event_type FROM outbox_events \
+                 WHERE NOT fanned_out ORDER BY seq LIMIT $1",
+            )
+            .bind(events_at_once as i64)
+            .fetch_all(tx.conn())
+            .await?;
+            if events.is_empty() {
+                return Ok(0);
+            }
             let mut rows = Vec::new();
             for event in &events {
                 let change = ShipmentChange::parse(&event.event_type).ok_or_else(|| {
@@ -123,22 +149,29 @@ impl Store {
     }
 
     /// Leases up to `limit` due deliveries until `now + lease`: for each subscription and
-    /// shipment only the oldest pending one, so a later change waits for an earlier one. On
-    /// PostgreSQL several instances claim side by side (`SKIP LOCKED`).
+    /// shipment only the oldest pending one, so a later change waits for an earlier one, and
+    /// for each subscription no more than `share` in flight (leased) at once. On PostgreSQL
+    /// several instances claim side by side (`SKIP LOCKED`).
     pub async fn claim_deliveries(
         &self,
         limit: u32,
         lease: Duration,
+        share: u32,
     ) -> Result<Vec<Claimed>, StoreError> {
         let sql = self.dialect();
         let now = super::now();
         let until = now + lease;
-        // The due deliveries in the order of the due index, stopping at `limit`; only then
-        // the bodies, URLs and secrets of those few.
+        // The due deliveries in the order of the due index, stopping at `limit`, skipping
+        // subscriptions that have their share in flight (so they cannot fill the claim);
+        // only then the bodies, URLs and secrets of those few.
+        let in_flight = "(SELECT COUNT(*) FROM deliveries l \
+                          WHERE l.subscription_id = d.subscription_id AND l.leased_until >= $1)";
         let select = format!(
             "SELECT d.id, d.attempts, o.id AS event_id, o.body, s.url, s.secret, \
-                    s.id AS subscription_id \
-             FROM (SELECT d.id, d.attempts, d.event_id, d.subscription_id FROM deliveries d \
+                    s.id AS subscription_id, d.in_flight \
+             FROM (SELECT d.id, d.attempts, d.event_id, d.subscription_id, \
+                          {in_flight} AS in_flight \
+                   FROM deliveries d \
                    WHERE d.status = 'pending' AND d.next_attempt_at <= $1 \
                      AND (d.leased_until IS NULL OR d.leased_until < $1) \
                      AND EXISTS (SELECT 1 FROM subscriptions a \
@@ -147,6 +180,7 @@ impl Store {
                                      WHERE e.subscription_id = d.subscription_id \
                                        AND e.shipment_id = d.shipment_id \
                                        AND e.status = 'pending' AND e.seq < d.seq) \
+                     AND {in_flight} < $3 \
                    ORDER BY d.next_attempt_at LIMIT $2 {}) AS d \
              JOIN subscriptions s ON s.id = d.subscription_id \
              JOIN outbox_events o ON o.id = d.event_id",
@@ -158,11 +192,16 @@ impl Store {
         );
         Ok(with_backend!(self, |db| {
             let mut tx = db.begin(Write::Claim).await?;
-            let claimed: Vec<Claimed> = sqlx::query_as(&select)
+            let candidates: Vec<Claimed> = sqlx::query_as(&select)
                 .bind(now)
                 .bind(i64::from(limit))
+                .bind(i64::from(share))
                 .fetch_all(tx.conn())
                 .await?;
+            // Those left out are not leased: their row locks go with the commit.
+            let claimed = fair_share(candidates, share, |claimed| {
+                (claimed.subscription_id, claimed.in_flight)
+            });
             if !claimed.is_empty() {
                 let ids: Vec<String> = claimed.iter().map(|c| c.id.simple().to_string()).collect();
                 sqlx::query(&lease_sql)
@@ -176,8 +215,15 @@ impl Store {
         }))
     }
 
-    /// Writes back what the attempts decided, in one transaction.
-    pub async fn settle(&self, settlements: &[Settlement]) -> Result<(), StoreError> {
+    /// Writes back what the attempts decided, in one transaction, with what they say of each
+    /// subscription: a 410 deactivates it at once (`gone`); a subscription that has failed
+    /// since before `failing_before`, with nothing delivered meanwhile, is deactivated too
+    /// (`failing`).
+    pub async fn settle(
+        &self,
+        settlements: &[Settlement],
+        failing_before: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         if settlements.is_empty() {
             return Ok(());
         }
@@ -204,8 +250,22 @@ impl Store {
             sql.cast("value ->> 4", "bigint"),
             sql.json_rows(1),
         );
+        let delivering = format!(
+            "UPDATE subscriptions SET failing_since = NULL \
+             WHERE failing_since IS NOT NULL AND id IN ({})",
+            sql.json_uuids(1)
+        );
+        let failing = format!(
+            "UPDATE subscriptions SET failing_since = r.since \
+             FROM (SELECT {} AS id, {} AS since FROM {}) AS r \
+             WHERE subscriptions.id = r.id AND subscriptions.failing_since IS NULL",
+            sql.uuid("value ->> 0"),
+            sql.time("value ->> 1"),
+            sql.json_rows(1),
+        );
         let deactivate = format!(
-            "UPDATE subscriptions SET active = false, updated_at = $2 WHERE id IN ({})",
+            "UPDATE subscriptions SET active = false, deactivated_reason = $3, updated_at = $2 \
+             WHERE active AND id IN ({}) AND ($4 IS NULL OR failing_since < $4)",
             sql.json_uuids(1)
         );
         let mut updates = Vec::new();
@@ -227,11 +287,35 @@ impl Store {
                 settled.status_code,
                 i64::try_from(settled.duration.as_millis()).unwrap_or(i64::MAX),
             ]));
-            if settled.deactivate {
+            if settled.gone {
                 gone.push(settled.subscription_id.simple().to_string());
             }
         }
+        let health = delivery::health(settlements.iter().map(|settled| {
+            (
+                settled.subscription_id,
+                settled.status == DeliveryStatus::Delivered,
+                settled.attempted_at,
+            )
+        }));
+        let mut healthy = Vec::new();
+        let mut unhealthy = Vec::new();
+        let mut unhealthy_since = Vec::new();
+        for (subscription, health) in health {
+            let id = subscription.simple().to_string();
+            match health {
+                Health::Delivering => healthy.push(id),
+                Health::FailingSince(since) => {
+                    unhealthy_since.push(serde_json::json!([id, time_text(since)]));
+                    unhealthy.push(id);
+                }
+            }
+        }
         let now = super::now();
+        let deactivations = [
+            (gone, DeactivationReason::Gone, None),
+            (unhealthy, DeactivationReason::Failing, Some(failing_before)),
+        ];
         with_backend!(self, |db| {
             let mut tx = db.begin(Write::Plain).await?;
             sqlx::query(&update)
@@ -243,10 +327,27 @@ impl Store {
                 .bind(json_text(&tries))
                 .execute(tx.conn())
                 .await?;
-            if !gone.is_empty() {
+            if !healthy.is_empty() {
+                sqlx::query(&delivering)
+                    .bind(json_text(&healthy))
+                    .execute(tx.conn())
+                    .await?;
+            }
+            if !unhealthy_since.is_empty() {
+                sqlx::query(&failing)
+                    .bind(json_text(&unhealthy_since))
+                    .execute(tx.conn())
+                    .await?;
+            }
+            for (subscriptions, reason, before) in &deactivations {
+                if subscriptions.is_empty() {
+                    continue;
+                }
                 sqlx::query(&deactivate)
-                    .bind(json_text(&gone))
+                    .bind(json_text(subscriptions))
                     .bind(now)
+                    .bind(reason.as_str())
+                    .bind(*before)
                     .execute(tx.conn())
                     .await?;
             }

@@ -28,6 +28,8 @@ pub struct StatusReport {
     pub recent_events: Vec<(String, i64)>,
     pub pending_deliveries: i64,
     pub failed_deliveries: i64,
+    /// `active`, or why inactive (`failing`, `gone`, `operator`), with how many.
+    pub subscriptions: Vec<(String, i64)>,
     pub tables: Vec<TableStats>,
 }
 
@@ -134,6 +136,13 @@ impl Store {
             )
             .fetch_one(&mut *conn)
             .await?;
+            let subscriptions = sqlx::query_as(
+                "SELECT CASE WHEN active THEN 'active' \
+                             ELSE COALESCE(deactivated_reason, 'inactive') END AS state, \
+                        COUNT(*) FROM subscriptions GROUP BY 1 ORDER BY 1",
+            )
+            .fetch_all(&mut *conn)
+            .await?;
             let mut tables = Vec::with_capacity(TABLES.len());
             for (table, dated_by) in TABLES {
                 let (rows, oldest): (i64, Option<DateTime<Utc>>) =
@@ -151,6 +160,7 @@ impl Store {
                 recent_events,
                 pending_deliveries,
                 failed_deliveries,
+                subscriptions,
                 tables,
             }
         }))

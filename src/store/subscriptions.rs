@@ -6,7 +6,9 @@ use uuid::Uuid;
 
 use super::page::paginate;
 use super::{Page, PageRequest, Store, StoreError, Write};
-use crate::domain::{NewSubscription, ShipmentChange, Subscription, SubscriptionPatch};
+use crate::domain::{
+    DeactivationReason, NewSubscription, ShipmentChange, Subscription, SubscriptionPatch,
+};
 
 #[derive(sqlx::FromRow)]
 pub(super) struct SubscriptionRow {
@@ -16,26 +18,37 @@ pub(super) struct SubscriptionRow {
     event_types: Json<Vec<ShipmentChange>>,
     description: Option<String>,
     active: bool,
+    deactivated_reason: Option<String>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
 
-impl From<SubscriptionRow> for Subscription {
-    fn from(row: SubscriptionRow) -> Subscription {
-        Subscription {
+impl TryFrom<SubscriptionRow> for Subscription {
+    type Error = StoreError;
+
+    fn try_from(row: SubscriptionRow) -> Result<Subscription, StoreError> {
+        let deactivated_reason = row
+            .deactivated_reason
+            .map(|text| {
+                DeactivationReason::parse(&text)
+                    .ok_or_else(|| StoreError::corrupt(format!("unknown reason {text:?}")))
+            })
+            .transpose()?;
+        Ok(Subscription {
             id: row.id,
             url: row.url,
             event_types: row.event_types.0,
             description: row.description,
             active: row.active,
+            deactivated_reason,
             created_at: row.created_at,
             updated_at: row.updated_at,
-        }
+        })
     }
 }
 
 pub(super) const SUBSCRIPTION_COLUMNS: &str =
-    "seq, id, url, event_types, description, active, created_at, updated_at";
+    "seq, id, url, event_types, description, active, deactivated_reason, created_at, updated_at";
 
 impl Store {
     pub async fn create_subscription(
@@ -62,7 +75,7 @@ impl Store {
             tx.commit().await?;
             row
         });
-        Ok(row.into())
+        row.try_into()
     }
 
     pub async fn subscriptions(&self, page: PageRequest) -> Result<Page<Subscription>, StoreError> {
@@ -78,7 +91,7 @@ impl Store {
                 .fetch_all(&mut *conn)
                 .await?
         });
-        paginate(rows, page.limit, |row| row.seq).try_map(|row| Ok(row.into()))
+        paginate(rows, page.limit, |row| row.seq).try_map(Subscription::try_from)
     }
 
     pub async fn subscription(&self, id: Uuid) -> Result<Option<Subscription>, StoreError> {
@@ -90,7 +103,7 @@ impl Store {
                 .fetch_optional(&mut *conn)
                 .await?
         });
-        Ok(row.map(Subscription::from))
+        row.map(Subscription::try_from).transpose()
     }
 
     pub async fn subscription_secret(&self, id: Uuid) -> Result<Option<String>, StoreError> {
@@ -111,9 +124,12 @@ impl Store {
         let sql = format!(
             "UPDATE subscriptions SET url = COALESCE($2, url), \
                  event_types = COALESCE($3, event_types), active = COALESCE($4, active), \
+                 deactivated_reason = CASE WHEN $6 THEN $7 ELSE deactivated_reason END, \
+                 failing_since = CASE WHEN $4 THEN NULL ELSE failing_since END, \
                  updated_at = $5 \
              WHERE id = $1 RETURNING {SUBSCRIPTION_COLUMNS}"
         );
+        let deactivation = patch.deactivation();
         let row: Option<SubscriptionRow> = with_backend!(self, |db| {
             let mut tx = db.begin(Write::Plain).await?;
             let row = sqlx::query_as(&sql)
@@ -122,6 +138,8 @@ impl Store {
                 .bind(patch.event_types.as_ref().map(Json))
                 .bind(patch.active)
                 .bind(super::now())
+                .bind(deactivation.is_some())
+                .bind(deactivation.flatten().map(DeactivationReason::as_str))
                 .fetch_optional(tx.conn())
                 .await?;
             tx.commit().await?;
@@ -131,7 +149,7 @@ impl Store {
             // Deliveries held back while it was inactive are due now.
             self.dispatch_wakeup().notify_one();
         }
-        Ok(row.map(Subscription::from))
+        row.map(Subscription::try_from).transpose()
     }
 
     /// Deletes the subscription and its deliveries; whether it existed.

@@ -189,6 +189,8 @@ pub fn test_env(db: &TestDb) -> HashMap<String, String> {
         ("WEBHOOK_SECRETS", &format!("{SECRET},{WHSEC}")),
         ("API_TOKENS", TOKEN),
         ("LOG_FORMAT", "json"),
+        // The tests' subscribers listen on the loopback.
+        ("DELIVERY_ALLOW_NETS", "127.0.0.0/8"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -486,10 +488,11 @@ pub async fn assert_problem(response: reqwest::Response, status: u16) -> Value {
 /// The longest a test waits for a service process to start serving or to exit.
 const PROCESS_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// The service as a real child process, for tests that kill it.
+/// The service as a real child process, for tests that kill it or read its log.
 pub struct ServiceProcess {
     child: Child,
     pub address: String,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl ServiceProcess {
@@ -497,8 +500,8 @@ impl ServiceProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_shipping-service"))
             .arg("serve")
             .env_clear()
-            .envs(env)
             .env("RUST_LOG", "info")
+            .envs(env)
             .current_dir(std::env::temp_dir())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -509,9 +512,12 @@ impl ServiceProcess {
         // channel, with a deadline.
         let (port_tx, port_rx) = std::sync::mpsc::channel();
         let stdout = child.stdout.take().unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { return };
+                kept.lock().unwrap().push(line.clone());
                 let Ok(entry) = serde_json::from_str::<Value>(&line) else {
                     continue;
                 };
@@ -530,7 +536,13 @@ impl ServiceProcess {
         ServiceProcess {
             child,
             address: format!("http://127.0.0.1:{port}"),
+            log,
         }
+    }
+
+    /// Every line the service has logged so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
     }
 
     /// SIGKILL: no shutdown code runs, as in a crash or an OOM kill.

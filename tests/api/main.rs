@@ -9,6 +9,7 @@ mod chaos;
 mod concurrency;
 mod crash;
 mod dispatch_chaos;
+mod egress;
 mod guard;
 mod lifecycle;
 mod openapi;

@@ -203,6 +203,7 @@ async fn gone_deactivates_the_subscription(backend: Backend) {
         .get_json(&format!("/subscriptions/{subscription}"))
         .await;
     assert_eq!(after["active"], false);
+    assert_eq!(after["deactivated_reason"], "gone");
 }
 
 async fn after_its_retries_a_delivery_fails_and_recover_queues_it_again(backend: Backend) {

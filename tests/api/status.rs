@@ -60,6 +60,10 @@ async fn status_counts_shipments_events_and_deliveries(backend: Backend) {
     assert!(table("processed_events")[1].starts_with("20"), "{text}");
     assert_eq!(table("shipments")[0], "2", "{text}");
     assert_eq!(table("outbox_events"), ["0", "-"], "{text}");
+    assert!(
+        text.contains("subscriptions (active, or why not):"),
+        "{text}"
+    );
 }
 
 /// `status` and `migrate` read the database and nothing else: no secret, no token. `status`

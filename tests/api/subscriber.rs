@@ -30,6 +30,8 @@ pub enum Answer {
     TooMany(u64),
     /// Answers 200 after sleeping this long (past the dispatcher's timeout, it is a failure).
     Slow(Duration),
+    /// 302 to this port on the loopback.
+    Redirect(u16),
 }
 
 #[derive(Default)]
@@ -39,6 +41,9 @@ struct Shared {
     fallback: Option<Answer>,
     received: Vec<Received>,
     attempts: usize,
+    /// Requests being answered now, and the most there ever were at once.
+    in_flight: usize,
+    most_in_flight: usize,
 }
 
 #[derive(Clone)]
@@ -87,6 +92,11 @@ impl Subscriber {
         self.shared.lock().unwrap().attempts
     }
 
+    /// The most requests it was answering at once.
+    pub fn most_in_flight(&self) -> usize {
+        self.shared.lock().unwrap().most_in_flight
+    }
+
     /// Waits until `done` holds for what was received (bounded: a test never hangs).
     pub async fn wait_for(&self, what: &str, done: impl Fn(&[Received]) -> bool) -> Vec<Received> {
         let deadline = Instant::now() + Duration::from_secs(90);
@@ -109,6 +119,8 @@ async fn receive(
     let (answer, secret) = {
         let mut shared = shared.lock().unwrap();
         shared.attempts += 1;
+        shared.in_flight += 1;
+        shared.most_in_flight = shared.most_in_flight.max(shared.in_flight);
         let answer = shared
             .script
             .pop_front()
@@ -119,10 +131,12 @@ async fn receive(
     if let Answer::Slow(pause) = answer {
         tokio::time::sleep(pause).await;
     }
+    shared.lock().unwrap().in_flight -= 1;
     let status = match answer {
         Answer::Status(status) => status,
         Answer::TooMany(_) => 429,
         Answer::Slow(_) => 200,
+        Answer::Redirect(_) => 302,
     };
     if (200..300).contains(&status) {
         let received = Received {
@@ -133,8 +147,14 @@ async fn receive(
         shared.lock().unwrap().received.push(received);
     }
     let mut response = HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap());
-    if let Answer::TooMany(seconds) = answer {
-        response.insert_header(("Retry-After", seconds.to_string()));
+    match answer {
+        Answer::TooMany(seconds) => {
+            response.insert_header(("Retry-After", seconds.to_string()));
+        }
+        Answer::Redirect(port) => {
+            response.insert_header(("Location", format!("http://127.0.0.1:{port}/moved")));
+        }
+        _ => {}
     }
     response.finish()
 }
