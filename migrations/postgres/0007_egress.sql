@@ -10,7 +10,7 @@ ALTER TABLE subscriptions
         CHECK (deactivated_reason IN ('failing', 'gone', 'operator')),
     ADD COLUMN failing_since TIMESTAMPTZ;
 
--- The attempts in flight for a subscription (leased deliveries), counted at every claim to
--- keep each subscription to its share.
-CREATE INDEX deliveries_leased_idx ON deliveries (subscription_id, leased_until)
-    WHERE leased_until IS NOT NULL;
+-- Each subscription's due deliveries in order, so that a claim takes each one's share
+-- without reading past it.
+CREATE INDEX deliveries_due_by_subscription_idx ON deliveries (subscription_id, next_attempt_at)
+    WHERE status = 'pending';

@@ -68,6 +68,7 @@ impl Answer {
 }
 
 /// What one attempt needs besides the delivery.
+#[derive(Clone)]
 pub(super) struct Sender {
     pub client: reqwest::Client,
     pub egress: Egress,

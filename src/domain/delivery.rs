@@ -46,21 +46,29 @@ impl DeliveryStatus {
     }
 }
 
-/// Of the `candidates` claimed for attempts, in their order, those that fit beside what their
-/// subscription already has in flight, at most `cap` each: one slow subscriber cannot take
-/// every attempt from the others. `of` gives a candidate's subscription and the attempts it
-/// had in flight before.
-pub fn fair_share<T>(candidates: Vec<T>, cap: u32, of: impl Fn(&T) -> (Uuid, i64)) -> Vec<T> {
-    let mut taken: HashMap<Uuid, i64> = HashMap::new();
-    candidates
+/// How many attempts each subscription may start now: its share (`cap`) less what it has in
+/// flight, for those with work due, the longest waiting first, at most `most` of them. One
+/// slow subscriber cannot take every attempt from the others. `subscriptions` are `(id,
+/// attempts in flight, when its oldest pending delivery is due)`.
+pub fn shares(
+    subscriptions: impl IntoIterator<Item = (Uuid, u32, Option<DateTime<Utc>>)>,
+    cap: u32,
+    now: DateTime<Utc>,
+    most: usize,
+) -> Vec<(Uuid, u32)> {
+    let mut waiting: Vec<(DateTime<Utc>, Uuid, u32)> = subscriptions
         .into_iter()
-        .filter(|candidate| {
-            let (subscription, in_flight) = of(candidate);
-            let count = taken.entry(subscription).or_insert(in_flight);
-            let fits = *count < i64::from(cap);
-            *count += i64::from(fits);
-            fits
+        .filter_map(|(id, in_flight, due)| {
+            let room = cap.saturating_sub(in_flight);
+            let due = due.filter(|due| *due <= now)?;
+            (room > 0).then_some((due, id, room))
         })
+        .collect();
+    waiting.sort();
+    waiting
+        .into_iter()
+        .take(most)
+        .map(|(_, id, room)| (id, room))
         .collect()
 }
 
@@ -98,19 +106,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn each_subscription_gets_at_most_its_share_beside_what_it_has_in_flight() {
-        let (slow, fast) = (Uuid::from_u128(1), Uuid::from_u128(2));
-        let candidates = vec![
-            (slow, 6),
-            (slow, 6),
-            (slow, 6),
-            (fast, 0),
-            (slow, 6),
-            (fast, 0),
-        ];
-        let kept = fair_share(candidates, 8, |candidate| *candidate);
-        assert_eq!(kept, [(slow, 6), (slow, 6), (fast, 0), (fast, 0)]);
-        assert!(fair_share(vec![(slow, 8)], 8, |candidate| *candidate).is_empty());
+    fn each_subscription_gets_its_share_less_what_it_has_in_flight_oldest_first() {
+        let at = |seconds| DateTime::from_timestamp(seconds, 0).unwrap();
+        let [slow, fast, idle, later, new] = [1, 2, 3, 4, 5].map(Uuid::from_u128);
+        let shares = shares(
+            vec![
+                (slow, 8, Some(at(1))),
+                (fast, 3, Some(at(5))),
+                (idle, 0, None),
+                (later, 0, Some(at(99))),
+                (new, 0, Some(at(2))),
+            ],
+            8,
+            at(10),
+            10,
+        );
+        assert_eq!(shares, [(new, 8), (fast, 5)]);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! wants them (fan-out), due deliveries are leased to an instance (claim), and what each
 //! attempt decided is written back (settle). On PostgreSQL several instances share the queue.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -9,7 +10,7 @@ use uuid::Uuid;
 
 use super::subscriptions::{SubscriptionRow, SUBSCRIPTION_COLUMNS};
 use super::{json_text, time_text, Store, StoreError, Write};
-use crate::domain::delivery::{self, fair_share};
+use crate::domain::delivery;
 use crate::domain::subscription::without_userinfo;
 use crate::domain::{DeactivationReason, DeliveryStatus, Health, ShipmentChange, Subscription};
 
@@ -31,8 +32,6 @@ pub struct Claimed {
     pub url: String,
     pub secret: String,
     pub subscription_id: Uuid,
-    /// The subscription's attempts in flight when this one was claimed.
-    in_flight: i64,
 }
 
 impl std::fmt::Debug for Claimed {
@@ -75,9 +74,8 @@ struct Unfanned {
 
 impl Store {
     /// Makes the deliveries of the oldest outbound events not yet fanned out: one per active
-    /// subscription that wants the event's type. Returns how many events were fanned out (0:
-    /// none waits).
-    pub async fn fan_out(&self) -> Result<usize, StoreError> {
+    /// subscription that wants the event's type. Returns whether more may wait.
+    pub async fn fan_out(&self) -> Result<bool, StoreError> {
         let sql = self.dialect();
         let subscriptions_sql =
             format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE active");
@@ -115,7 +113,7 @@ impl Store {
             .fetch_all(tx.conn())
             .await?;
             if events.is_empty() {
-                return Ok(0);
+                return Ok(false);
             }
             let mut rows = Vec::new();
             for event in &events {
@@ -144,64 +142,49 @@ impl Store {
                 .execute(tx.conn())
                 .await?;
             tx.commit().await?;
-            events.len()
+            events.len() == events_at_once
         }))
     }
 
     /// Leases up to `limit` due deliveries until `now + lease`: for each subscription and
     /// shipment only the oldest pending one, so a later change waits for an earlier one, and
-    /// for each subscription no more than `share` in flight (leased) at once. On PostgreSQL
-    /// several instances claim side by side (`SKIP LOCKED`).
+    /// for each subscription no more than its `share` beside the attempts this instance has
+    /// `running` for it. On PostgreSQL several instances claim side by side (`SKIP LOCKED`).
     pub async fn claim_deliveries(
         &self,
         limit: u32,
         lease: Duration,
         share: u32,
+        running: &HashMap<Uuid, u32>,
     ) -> Result<Vec<Claimed>, StoreError> {
-        let sql = self.dialect();
+        let dialect = self.dialect();
         let now = super::now();
         let until = now + lease;
-        // The due deliveries in the order of the due index, stopping at `limit`, skipping
-        // subscriptions that have their share in flight (so they cannot fill the claim);
-        // only then the bodies, URLs and secrets of those few.
-        let in_flight = "(SELECT COUNT(*) FROM deliveries l \
-                          WHERE l.subscription_id = d.subscription_id AND l.leased_until >= $1)";
-        let select = format!(
-            "SELECT d.id, d.attempts, o.id AS event_id, o.body, s.url, s.secret, \
-                    s.id AS subscription_id, d.in_flight \
-             FROM (SELECT d.id, d.attempts, d.event_id, d.subscription_id, \
-                          {in_flight} AS in_flight \
-                   FROM deliveries d \
-                   WHERE d.status = 'pending' AND d.next_attempt_at <= $1 \
-                     AND (d.leased_until IS NULL OR d.leased_until < $1) \
-                     AND EXISTS (SELECT 1 FROM subscriptions a \
-                                 WHERE a.id = d.subscription_id AND a.active) \
-                     AND NOT EXISTS (SELECT 1 FROM deliveries e \
-                                     WHERE e.subscription_id = d.subscription_id \
-                                       AND e.shipment_id = d.shipment_id \
-                                       AND e.status = 'pending' AND e.seq < d.seq) \
-                     AND {in_flight} < $3 \
-                   ORDER BY d.next_attempt_at LIMIT $2 {}) AS d \
-             JOIN subscriptions s ON s.id = d.subscription_id \
-             JOIN outbox_events o ON o.id = d.event_id",
-            sql.skip_locked("d")
-        );
         let lease_sql = format!(
             "UPDATE deliveries SET leased_until = $2 WHERE id IN ({})",
-            sql.json_uuids(1)
+            dialect.json_uuids(1)
         );
         Ok(with_backend!(self, |db| {
             let mut tx = db.begin(Write::Claim).await?;
-            let candidates: Vec<Claimed> = sqlx::query_as(&select)
+            let subscriptions: Vec<(Uuid, Option<DateTime<Utc>>)> =
+                sqlx::query_as(SUBSCRIPTIONS_WITH_WORK)
+                    .fetch_all(tx.conn())
+                    .await?;
+            let subscriptions = subscriptions
+                .into_iter()
+                .map(|(id, due)| (id, running.get(&id).copied().unwrap_or_default(), due));
+            let shares = delivery::shares(subscriptions, share, now, limit as usize);
+            if shares.is_empty() {
+                return Ok(Vec::new());
+            }
+            let select = claim_sql(dialect, shares.len());
+            let mut query = sqlx::query_as::<_, Claimed>(&select)
                 .bind(now)
-                .bind(i64::from(limit))
-                .bind(i64::from(share))
-                .fetch_all(tx.conn())
-                .await?;
-            // Those left out are not leased: their row locks go with the commit.
-            let claimed = fair_share(candidates, share, |claimed| {
-                (claimed.subscription_id, claimed.in_flight)
-            });
+                .bind(i64::from(limit));
+            for (subscription, room) in &shares {
+                query = query.bind(*subscription).bind(i64::from(*room));
+            }
+            let claimed = query.fetch_all(tx.conn()).await?;
             if !claimed.is_empty() {
                 let ids: Vec<String> = claimed.iter().map(|c| c.id.simple().to_string()).collect();
                 sqlx::query(&lease_sql)
@@ -355,4 +338,51 @@ impl Store {
         });
         Ok(())
     }
+}
+
+/// Each active subscription with when its oldest pending delivery is due: one index probe
+/// each.
+const SUBSCRIPTIONS_WITH_WORK: &str = "SELECT s.id, \
+       (SELECT MIN(d.next_attempt_at) FROM deliveries d \
+        WHERE d.subscription_id = s.id AND d.status = 'pending') AS next_due \
+     FROM subscriptions s WHERE s.active";
+
+/// The claim of `subscriptions` subscriptions' due deliveries: for the n-th, bound as
+/// `$(2n + 3)` with its room as `$(2n + 4)`, its oldest claimable deliveries along its due
+/// index, stopping at its room, each the first pending of its shipment (found along the
+/// shipment's own index: the only one that gives its order, which the planner sticks to even
+/// without statistics); then, of all, the `$2` due first, with the bodies, URLs and secrets
+/// of those few. (`$1` is now.)
+fn claim_sql(dialect: super::dialect::Dialect, subscriptions: usize) -> String {
+    let members: Vec<String> = (0..subscriptions)
+        .map(|n| {
+            let (id, room) = (2 * n + 3, 2 * n + 4);
+            format!(
+                "SELECT * FROM (SELECT d.id, d.attempts, d.event_id, d.subscription_id, \
+                                       d.next_attempt_at \
+                                FROM deliveries d \
+                                WHERE d.subscription_id = ${id} AND d.status = 'pending' \
+                                  AND d.next_attempt_at <= $1 \
+                                  AND (d.leased_until IS NULL OR d.leased_until < $1) \
+                                  AND d.seq = (SELECT e.seq FROM deliveries e \
+                                               WHERE e.subscription_id = d.subscription_id \
+                                                 AND e.shipment_id = d.shipment_id \
+                                                 AND e.status = 'pending' \
+                                               ORDER BY e.subscription_id, e.shipment_id, \
+                                                        e.seq \
+                                               LIMIT 1) \
+                                ORDER BY d.next_attempt_at LIMIT ${room} {}) AS c{n}",
+                dialect.skip_locked("d")
+            )
+        })
+        .collect();
+    format!(
+        "SELECT c.id, c.attempts, o.id AS event_id, o.body, s.url, s.secret, \
+                s.id AS subscription_id \
+         FROM ({}) AS c \
+         JOIN subscriptions s ON s.id = c.subscription_id \
+         JOIN outbox_events o ON o.id = c.event_id \
+         ORDER BY c.next_attempt_at LIMIT $2",
+        members.join(" UNION ALL ")
+    )
 }

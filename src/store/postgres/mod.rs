@@ -121,14 +121,17 @@ impl PgStore {
             Write::FanOut => {
                 format!("BEGIN; {WITHOUT_FLUSH}; SELECT pg_advisory_xact_lock({FAN_OUT_LOCK})")
             }
-            // Along the due index, in its order, stopping at the limit: whatever the backlog,
-            // never a sort of every due delivery (which the planner picks while it has no
-            // statistics). And planned for each claim's own time and limit: a generic plan
-            // (PostgreSQL's choice after five runs) cannot know how many deliveries are due,
-            // and with thousands waiting it reads them all.
+            // Along the due indexes, in their order, stopping at the limit: whatever the
+            // backlog, never a sort of every due delivery (which the planner picks while it
+            // has no statistics). Those settings make the plans look costly enough to be
+            // JIT-compiled, which costs far more than the claim: no JIT. And planned for each
+            // claim's own time and limit: a generic plan (PostgreSQL's choice after five
+            // runs) cannot know how many deliveries are due, and with thousands waiting it
+            // reads them all.
             Write::Claim => format!(
                 "BEGIN; {WITHOUT_FLUSH}; SET LOCAL enable_bitmapscan = off; \
-                 SET LOCAL enable_sort = off; SET LOCAL plan_cache_mode = force_custom_plan"
+                 SET LOCAL enable_sort = off; SET LOCAL jit = off; \
+                 SET LOCAL plan_cache_mode = force_custom_plan"
             ),
         };
         let tx = self.pool.begin_with(begin).await?;

@@ -123,10 +123,17 @@ impl SqliteStore {
 
     /// A write transaction on the sqlx writer connection, in its turn beside the batch writer.
     /// `BEGIN IMMEDIATE` takes the database's one write lock up front: it serialises every
-    /// write, so whatever `write` is about needs nothing more.
-    pub(super) async fn begin(&self, _write: Write<'_>) -> Result<WriteTx<Sqlite>, StoreError> {
+    /// write, so whatever `write` is about needs no lock of its own. Fan-outs and claims
+    /// commit without syncing the disk: what a crash loses of them is done again (events
+    /// fanned out again, deliveries claimed again), which at-least-once allows; every other
+    /// commit syncs, and with it everything written before.
+    pub(super) async fn begin(&self, write: Write<'_>) -> Result<WriteTx<Sqlite>, StoreError> {
         let turn = self.write_turn.clone().lock_owned().await;
-        let tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let begin = match write {
+            Write::FanOut | Write::Claim => "PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE",
+            Write::Plain | Write::Orders(_) => "PRAGMA synchronous = FULL; BEGIN IMMEDIATE",
+        };
+        let tx = self.writer.begin_with(begin).await?;
         Ok(WriteTx {
             tx,
             _turn: Some(turn),
