@@ -133,6 +133,17 @@ pub const DELIVERY_DISABLE_AFTER: Variable = Variable {
     meaning: "a subscription failing this long with nothing delivered is deactivated",
     fallback: Fallback::Value("5d"),
 };
+pub const QUARANTINE_MAX_HELD: Variable = Variable {
+    name: "QUARANTINE_MAX_HELD",
+    meaning: "held quarantine entries; past it, new invalid events get reject mode's 4xx",
+    fallback: Fallback::Value("100000"),
+};
+pub const INVALID_EVENTS: Variable = Variable {
+    name: "INVALID_EVENTS",
+    meaning: "`quarantine` (keep authentic events it cannot apply, answer 202) or `reject` \
+              (400/422, keep nothing)",
+    fallback: Fallback::Value("quarantine"),
+};
 pub const RETENTION: Variable = Variable {
     name: "RETENTION",
     meaning: "how long records that no promise needs any more are kept (PRODUCT.md section 9); \
@@ -168,6 +179,8 @@ pub const SERVE: &[&Variable] = &[
     &DELIVERY_ALLOW_NETS,
     &DELIVERY_CONCURRENCY_PER_SUBSCRIPTION,
     &DELIVERY_DISABLE_AFTER,
+    &QUARANTINE_MAX_HELD,
+    &INVALID_EVENTS,
     &RETENTION,
     &DATABASE_MAX_CONNECTIONS,
     &RUST_LOG,
@@ -211,6 +224,8 @@ pub struct Config {
     /// Open client connections this instance accepts at once; more wait in the backlog.
     pub max_connections: usize,
     pub delivery: DeliveryConfig,
+    /// What becomes of an authentic event the service cannot apply.
+    pub invalid_events: InvalidEvents,
     pub retention: Retention,
     /// Variables that hold the example values of `.env.example`: fine on a laptop, a warning
     /// anywhere else.
@@ -240,6 +255,15 @@ pub struct DeliveryConfig {
     pub concurrency_per_subscription: u32,
     /// How long a subscription may fail with nothing delivered before it is deactivated.
     pub disable_after: Duration,
+}
+
+/// What becomes of an authentic event the service cannot apply (not JSON, not a valid event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvalidEvents {
+    /// Kept, answered 202, until an operator replays or discards it; at most this many held.
+    Quarantine { max_held: u64 },
+    /// Answered 400 or 422; nothing kept.
+    Reject,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -512,6 +536,18 @@ impl Config {
             keep_alive: Duration::from_secs(env.required(&KEEP_ALIVE_SECS, at_least(0))?),
             max_connections: env.required(&MAX_CONNECTIONS, at_least(1))?,
             delivery,
+            invalid_events: match env
+                .required(&INVALID_EVENTS, |text| match text {
+                    "quarantine" | "reject" => Ok(text.to_owned()),
+                    _ => Err("must be quarantine or reject".into()),
+                })?
+                .as_str()
+            {
+                "reject" => InvalidEvents::Reject,
+                _ => InvalidEvents::Quarantine {
+                    max_held: env.required(&QUARANTINE_MAX_HELD, at_least(0))?,
+                },
+            },
             retention: retention(env)?,
             example_credentials,
             log_format: LogFormat::from_env(env)?,
@@ -555,6 +591,10 @@ mod tests {
             Duration::from_secs(5 * 24 * 3600)
         );
         assert_eq!(
+            config.invalid_events,
+            InvalidEvents::Quarantine { max_held: 100_000 }
+        );
+        assert_eq!(
             config.retention.keep(),
             Some(Duration::from_secs(30 * 24 * 3600))
         );
@@ -580,6 +620,8 @@ mod tests {
             ("DELIVERY_DISABLE_AFTER", "never"),
             ("DATABASE_MAX_CONNECTIONS", "0"),
             ("RETENTION", "forever"),
+            ("INVALID_EVENTS", "drop"),
+            ("QUARANTINE_MAX_HELD", "many"),
             ("RETENTION", "0s"),
             ("WEBHOOK_SECRETS", "whsec_%%%"),
         ];

@@ -154,6 +154,8 @@ async fn status(database: DatabaseConfig) -> anyhow::Result<()> {
     for (state, count) in &report.subscriptions {
         println!("  {state:<12} {count}");
     }
+    println!("quarantine:");
+    println!("  {:<12} {}", "held", report.quarantine_held);
     println!("tables (rows, oldest record):");
     for table in &report.tables {
         let oldest = table

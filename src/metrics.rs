@@ -20,6 +20,9 @@ pub struct Metrics {
     pending_deliveries: IntGauge,
     oldest_pending_seconds: Gauge,
     rows_removed: IntCounterVec,
+    quarantined: IntCounterVec,
+    quarantine_full: prometheus::IntCounter,
+    quarantine_held: IntGauge,
 }
 
 impl Default for Metrics {
@@ -88,6 +91,24 @@ impl Default for Metrics {
             &["table"],
         )
         .expect("valid metric");
+        let quarantined = IntCounterVec::new(
+            Opts::new(
+                "quarantined_events_total",
+                "Authentic events kept in quarantine, by why they could not be applied",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let quarantine_full = prometheus::IntCounter::new(
+            "quarantine_full_rejections_total",
+            "Invalid events rejected because QUARANTINE_MAX_HELD entries were held",
+        )
+        .expect("valid metric");
+        let quarantine_held = IntGauge::new(
+            "quarantine_held",
+            "Quarantined events held, waiting for an operator",
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(webhook_outcomes.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_duration.clone()),
@@ -97,6 +118,9 @@ impl Default for Metrics {
             Box::new(pending_deliveries.clone()),
             Box::new(oldest_pending_seconds.clone()),
             Box::new(rows_removed.clone()),
+            Box::new(quarantined.clone()),
+            Box::new(quarantine_full.clone()),
+            Box::new(quarantine_held.clone()),
         ] {
             registry
                 .register(collector)
@@ -112,6 +136,9 @@ impl Default for Metrics {
             pending_deliveries,
             oldest_pending_seconds,
             rows_removed,
+            quarantined,
+            quarantine_full,
+            quarantine_held,
         }
     }
 }
@@ -131,6 +158,14 @@ impl Metrics {
         self.deliveries.with_label_values(&[outcome]).inc();
     }
 
+    pub fn quarantined(&self, reason: &str) {
+        self.quarantined.with_label_values(&[reason]).inc();
+    }
+
+    pub fn quarantine_full(&self) {
+        self.quarantine_full.inc();
+    }
+
     /// Counts what a retention pass removed.
     pub fn rows_removed(&self, table: &str, rows: u64) {
         self.rows_removed.with_label_values(&[table]).inc_by(rows);
@@ -141,7 +176,15 @@ impl Metrics {
     }
 
     /// The text exposition, with the gauges read at scrape time.
-    pub fn render(&self, (open, idle): (u32, usize), outbox: Option<DeliveryStats>) -> String {
+    pub fn render(
+        &self,
+        (open, idle): (u32, usize),
+        outbox: Option<DeliveryStats>,
+        quarantine_held: Option<i64>,
+    ) -> String {
+        if let Some(held) = quarantine_held {
+            self.quarantine_held.set(held);
+        }
         if let Some(outbox) = outbox {
             self.pending_deliveries.set(outbox.pending);
             self.oldest_pending_seconds.set(

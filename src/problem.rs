@@ -175,18 +175,7 @@ impl ResponseError for ApiError {
             }
             _ => {}
         }
-        let status = self.status_code();
-        let problem = Problem {
-            kind: format!("urn:shipping-service:problem:{}", self.kind()),
-            title: self.title(),
-            status: status.as_u16(),
-            detail: self.to_string(),
-            errors: match self {
-                ApiError::Invalid { errors, .. } => Some(errors),
-                _ => None,
-            },
-        };
-        let mut response = HttpResponse::build(status);
+        let mut response = HttpResponse::build(self.status_code());
         response.content_type("application/problem+json");
         match self {
             ApiError::Unavailable(_) => {
@@ -200,6 +189,24 @@ impl ResponseError for ApiError {
             }
             _ => {}
         }
-        response.json(problem)
+        response.json(self.problem())
+    }
+}
+
+impl ApiError {
+    /// The RFC 9457 body of this error: what it answers, and what a quarantined event keeps
+    /// as the problem it would have had.
+    pub fn problem(&self) -> serde_json::Value {
+        let problem = Problem {
+            kind: format!("urn:shipping-service:problem:{}", self.kind()),
+            title: self.title(),
+            status: self.status_code().as_u16(),
+            detail: self.to_string(),
+            errors: match self {
+                ApiError::Invalid { errors, .. } => Some(errors),
+                _ => None,
+            },
+        };
+        serde_json::to_value(problem).expect("plain data always serialises")
     }
 }

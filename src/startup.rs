@@ -82,6 +82,7 @@ impl App {
             api_tokens: config.api_tokens,
             egress: config.delivery.egress.clone(),
             max_body_bytes: config.max_body_bytes,
+            invalid_events: config.invalid_events,
             request_timeout: config.request_timeout,
             metrics,
         });

@@ -1,7 +1,7 @@
 //! What every handler may use, shared by all workers: below the routes and the startup code, so
 //! that imports run one way (startup → routes → state).
 
-use crate::config::ApiTokens;
+use crate::config::{ApiTokens, InvalidEvents};
 use crate::dispatch::egress::Egress;
 use crate::metrics::Metrics;
 use crate::signature::Verifier;
@@ -14,6 +14,8 @@ pub struct AppState {
     /// Where deliveries may go: a subscription to an address that is not is refused.
     pub egress: Egress,
     pub max_body_bytes: usize,
+    /// What becomes of an authentic event the service cannot apply.
+    pub invalid_events: InvalidEvents,
     /// The longest a client may take to send a webhook body.
     pub request_timeout: std::time::Duration,
     pub metrics: Metrics,

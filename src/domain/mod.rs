@@ -9,6 +9,7 @@ pub mod fold;
 pub mod operator;
 pub mod order_event;
 pub mod plan;
+pub mod quarantine;
 pub mod retention;
 pub mod shipment;
 pub mod subscription;
@@ -19,6 +20,7 @@ pub use fold::{Decision, Fact, Folded, OrderLife, Outcome};
 pub use operator::{IllegalMove, ShipmentPatch};
 pub use order_event::{Change, Delivery, Event, OrderEvent};
 pub use plan::Applied;
+pub use quarantine::QuarantineStatus;
 pub use retention::Retention;
 pub use shipment::{
     Address, Item, OrderState, OutboundEvent, Shipment, ShipmentChange, ShipmentStatus,

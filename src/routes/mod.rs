@@ -6,6 +6,7 @@ mod deliveries;
 mod events;
 mod health;
 mod metrics;
+mod quarantine;
 mod shipments;
 mod subscriptions;
 mod webhooks;
@@ -49,6 +50,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(only("GET, HEAD", "/deliveries").route(get().to(deliveries::list)))
     .service(only("GET, HEAD", "/deliveries/{id}").route(get().to(deliveries::get)))
     .service(only("POST", "/deliveries/{id}/retry").route(web::post().to(deliveries::retry)))
+    .service(only("GET, HEAD", "/quarantine").route(get().to(quarantine::list)))
+    .service(only("GET, HEAD", "/quarantine/{id}").route(get().to(quarantine::get)))
+    .service(only("POST", "/quarantine/{id}/replay").route(web::post().to(quarantine::replay)))
+    .service(only("POST", "/quarantine/{id}/discard").route(web::post().to(quarantine::discard)))
     .service(only("GET, HEAD", "/healthz").route(get().to(health::alive)))
     .service(only("GET, HEAD", "/readyz").route(get().to(health::ready)))
     .service(only("GET, HEAD", "/metrics").route(get().to(metrics::scrape)))

@@ -1,6 +1,8 @@
 //! `POST /webhooks/order_events`: the front door. Each step rejects with its own status and
 //! nothing is stored until the last one: media type (415), size (413), signature over the raw
-//! bytes (401), JSON (400), event (422), then one committed transaction (201/200/202).
+//! bytes (401), JSON (400), event (422), then one committed transaction (201/200/202). An
+//! authentic event that is not JSON or not a valid event is quarantined instead (202), unless
+//! `INVALID_EVENTS=reject`.
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -9,19 +11,44 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::require_json;
-use crate::domain::Applied;
-use crate::domain::Delivery;
-use crate::domain::Outcome;
+use crate::config::InvalidEvents;
+use crate::domain::{Applied, Delivery, Outcome};
 use crate::problem::ApiError;
 use crate::signature::Verified;
 use crate::state::AppState;
+use crate::store::{Arrival, Quarantined};
 
+/// The answer to an applied event.
 #[derive(Serialize)]
-struct Receipt {
-    status: Outcome,
-    event_id: String,
+pub(super) struct Receipt {
+    pub status: Outcome,
+    pub event_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    shipment_id: Option<Uuid>,
+    pub shipment_id: Option<Uuid>,
+}
+
+impl Receipt {
+    /// The status that answers it.
+    pub fn response(&self) -> actix_web::HttpResponseBuilder {
+        match self.status {
+            Outcome::Processed => HttpResponse::Created(),
+            Outcome::Parked => HttpResponse::Accepted(),
+            _ => HttpResponse::Ok(),
+        }
+    }
+}
+
+/// The answer to an event kept in quarantine.
+#[derive(Serialize)]
+struct QuarantineReceipt {
+    status: &'static str,
+    quarantine_id: Uuid,
+    problem: serde_json::Value,
+}
+
+enum Answer {
+    Applied(Receipt),
+    Quarantined(QuarantineReceipt),
 }
 
 pub async fn receive(
@@ -31,7 +58,8 @@ pub async fn receive(
 ) -> Result<HttpResponse, ApiError> {
     let result = accept(&request, payload, &state).await;
     let outcome = match &result {
-        Ok(receipt) => receipt.status.as_str(),
+        Ok(Answer::Applied(receipt)) => receipt.status.as_str(),
+        Ok(Answer::Quarantined(_)) => "quarantined",
         Err(error) => {
             // What was wrong, never the values: field names and the problem's detail.
             let fields = match error {
@@ -47,20 +75,17 @@ pub async fn receive(
         }
     };
     state.metrics.webhook_outcome(outcome);
-    let receipt = result?;
-    let mut response = match receipt.status {
-        Outcome::Processed => HttpResponse::Created(),
-        Outcome::Parked => HttpResponse::Accepted(),
-        _ => HttpResponse::Ok(),
-    };
-    Ok(response.json(receipt))
+    Ok(match result? {
+        Answer::Applied(receipt) => receipt.response().json(receipt),
+        Answer::Quarantined(receipt) => HttpResponse::Accepted().json(receipt),
+    })
 }
 
 async fn accept(
     request: &HttpRequest,
     payload: web::Payload,
     state: &AppState,
-) -> Result<Receipt, ApiError> {
+) -> Result<Answer, ApiError> {
     require_json(request)?;
     let body = tokio::time::timeout(
         state.request_timeout,
@@ -76,13 +101,36 @@ async fn accept(
     let verified = state
         .verifier
         .verify(&body, &headers, chrono::Utc::now().timestamp())?;
-    let json: serde_json::Value =
-        serde_json::from_slice(&body).map_err(|error| ApiError::NotJson(error.to_string()))?;
     let webhook_id = match &verified {
         Verified::Standard { id } => Some(id.as_str()),
         Verified::Hex => None,
     };
-    let delivery = Delivery::parse(&json, &body, webhook_id).map_err(ApiError::invalid("event"))?;
+    match apply_event(state, &body, webhook_id).await {
+        Err(error @ (ApiError::NotJson(_) | ApiError::Invalid { .. })) => {
+            let InvalidEvents::Quarantine { max_held } = state.invalid_events else {
+                return Err(error);
+            };
+            let scheme = match verified {
+                Verified::Standard { .. } => "standard",
+                Verified::Hex => "hex",
+            };
+            quarantine(state, &body, scheme, webhook_id, error, max_held).await
+        }
+        applied => applied.map(Answer::Applied),
+    }
+}
+
+/// The one path from authentic bytes to an applied event, for the webhook and for a replay
+/// from quarantine: JSON (400), the event (422), then the transaction. `webhook_id` is the
+/// signed Standard Webhooks id the bytes came with.
+pub(super) async fn apply_event(
+    state: &AppState,
+    body: &[u8],
+    webhook_id: Option<&str>,
+) -> Result<Receipt, ApiError> {
+    let json: serde_json::Value =
+        serde_json::from_slice(body).map_err(|error| ApiError::NotJson(error.to_string()))?;
+    let delivery = Delivery::parse(&json, body, webhook_id).map_err(ApiError::invalid("event"))?;
     let event_id = delivery.event_id.clone();
     let Applied {
         outcome,
@@ -96,6 +144,42 @@ async fn accept(
         event_id,
         shipment_id,
     })
+}
+
+/// Keeps an authentic event that could not be applied, with the problem it would have had;
+/// past `QUARANTINE_MAX_HELD` held entries, that problem is the answer.
+async fn quarantine(
+    state: &AppState,
+    body: &[u8],
+    scheme: &'static str,
+    webhook_id: Option<&str>,
+    error: ApiError,
+    max_held: u64,
+) -> Result<Answer, ApiError> {
+    let problem = error.problem();
+    let arrival = Arrival {
+        body,
+        scheme,
+        webhook_id,
+        reason: error.kind(),
+        problem: &problem,
+    };
+    match state.store.quarantine(&arrival, max_held).await? {
+        Quarantined::Kept(quarantine_id) => {
+            state.metrics.quarantined(error.kind());
+            tracing::info!(%quarantine_id, reason = error.kind(), "webhook quarantined");
+            Ok(Answer::Quarantined(QuarantineReceipt {
+                status: "quarantined",
+                quarantine_id,
+                problem,
+            }))
+        }
+        Quarantined::Full => {
+            state.metrics.quarantine_full();
+            tracing::warn!(max_held, "quarantine is full: an invalid event is rejected");
+            Err(error)
+        }
+    }
 }
 
 /// Reads the body up to `limit` bytes, refusing early when `Content-Length` already says more.

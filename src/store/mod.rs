@@ -26,6 +26,7 @@ mod operator;
 mod outbox;
 mod page;
 mod postgres;
+mod quarantine;
 mod queue;
 mod reads;
 mod retention;
@@ -40,6 +41,7 @@ pub use deliveries::{AttemptRecord, DeliveryFilter, DeliveryRecord, DeliveryStat
 pub use error::StoreError;
 pub use operator::Patched;
 pub use page::{Page, PageRequest};
+pub use quarantine::{Arrival, QuarantineEntry, Quarantined};
 pub use queue::{Claimed, Settlement};
 pub use reads::{EventFilter, ShipmentFilter, StatusReport, TableStats};
 pub use retention::{Pass, Removed};

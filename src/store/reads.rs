@@ -6,7 +6,7 @@ use uuid::Uuid;
 use super::page::paginate;
 use super::rows::{EventRecordRow, ShipmentRow, EVENT_COLUMNS, SHIPMENT_COLUMNS};
 use super::{EventRecord, Page, PageRequest, Store, StoreError};
-use crate::domain::{Outcome, Shipment, ShipmentStatus};
+use crate::domain::{Outcome, QuarantineStatus, Shipment, ShipmentStatus};
 
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter {
@@ -30,6 +30,8 @@ pub struct StatusReport {
     pub failed_deliveries: i64,
     /// `active`, or why inactive (`failing`, `gone`, `operator`), with how many.
     pub subscriptions: Vec<(String, i64)>,
+    /// Quarantined events held, waiting for an operator.
+    pub quarantine_held: i64,
     pub tables: Vec<TableStats>,
 }
 
@@ -42,13 +44,14 @@ pub struct TableStats {
 }
 
 /// Each table with the time that dates its rows.
-const TABLES: [(&str, &str); 6] = [
+const TABLES: [(&str, &str); 7] = [
     ("shipments", "created_at"),
     ("processed_events", "received_at"),
     ("outbox_events", "created_at"),
     ("deliveries", "created_at"),
     ("delivery_attempts", "attempted_at"),
     ("subscriptions", "created_at"),
+    ("quarantine", "first_received_at"),
 ];
 
 impl Store {
@@ -143,6 +146,11 @@ impl Store {
             )
             .fetch_all(&mut *conn)
             .await?;
+            let quarantine_held =
+                sqlx::query_scalar("SELECT COUNT(*) FROM quarantine WHERE status = $1")
+                    .bind(QuarantineStatus::Held.as_str())
+                    .fetch_one(&mut *conn)
+                    .await?;
             let mut tables = Vec::with_capacity(TABLES.len());
             for (table, dated_by) in TABLES {
                 let (rows, oldest): (i64, Option<DateTime<Utc>>) =
@@ -161,6 +169,7 @@ impl Store {
                 pending_deliveries,
                 failed_deliveries,
                 subscriptions,
+                quarantine_held,
                 tables,
             }
         }))

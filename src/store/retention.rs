@@ -1,7 +1,8 @@
 //! Removing what retention lets go (the rules: `domain::retention`), in small transactions so
 //! that the webhook writer never waits long behind a pass: records that are not part of an
 //! order's history, the histories of closed orders, settled outbound events with their
-//! deliveries and attempts. A dry run counts the same rows the pass would remove.
+//! deliveries and attempts, quarantined events an operator replayed or discarded. A dry run
+//! counts the same rows the pass would remove.
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -23,18 +24,20 @@ pub struct Removed {
     pub outbox_events: u64,
     pub deliveries: u64,
     pub delivery_attempts: u64,
+    pub quarantine: u64,
     /// Closed orders whose history went (their shipments stay).
     pub closed_orders: u64,
 }
 
 impl Removed {
     /// Rows by table, in the order a pass removes them.
-    pub fn by_table(&self) -> [(&'static str, u64); 4] {
+    pub fn by_table(&self) -> [(&'static str, u64); 5] {
         [
             ("processed_events", self.processed_events),
             ("outbox_events", self.outbox_events),
             ("deliveries", self.deliveries),
             ("delivery_attempts", self.delivery_attempts),
+            ("quarantine", self.quarantine),
         ]
     }
 
@@ -98,7 +101,32 @@ impl Store {
                 break;
             }
         }
+        loop {
+            let rows = self.remove_resolved_quarantine(horizon).await?;
+            removed.quarantine += rows;
+            if rows < CHUNK_ROWS as u64 {
+                break;
+            }
+        }
         Ok(Some(removed))
+    }
+
+    /// Quarantined events replayed or discarded before the horizon: one chunk, oldest first.
+    async fn remove_resolved_quarantine(&self, horizon: DateTime<Utc>) -> Result<u64, StoreError> {
+        Ok(with_backend!(self, |db| {
+            let mut tx = db.begin(Write::Plain).await?;
+            let rows = sqlx::query(&format!(
+                "DELETE FROM quarantine WHERE seq IN ( \
+                   SELECT seq FROM quarantine WHERE {RESOLVED} ORDER BY resolved_at LIMIT $2)"
+            ))
+            .bind(horizon)
+            .bind(CHUNK_ROWS)
+            .execute(tx.conn())
+            .await?
+            .rows_affected();
+            tx.commit().await?;
+            rows
+        }))
     }
 
     /// This instance's turn to prune, held until dropped; `None` while another has it.
@@ -282,6 +310,7 @@ impl Store {
                  SELECT o.id FROM outbox_events o WHERE {SETTLED}))"
         );
         let pending = DeliveryStatus::Pending.as_str();
+        let resolved = format!("SELECT COUNT(*) FROM quarantine WHERE {RESOLVED}");
         let count = |n: i64| u64::try_from(n).unwrap_or_default();
         Ok(with_backend!(self, |db| {
             let mut conn = db.reader().await?;
@@ -305,7 +334,12 @@ impl Store {
                     .fetch_one(&mut *conn)
                     .await?;
             }
+            let quarantine: i64 = sqlx::query_scalar(&resolved)
+                .bind(horizon)
+                .fetch_one(&mut *conn)
+                .await?;
             Removed {
+                quarantine: count(quarantine),
                 processed_events: count(records) + count(closed_counts[1]),
                 outbox_events: count(outbound[0]),
                 deliveries: count(outbound[1]),
@@ -329,6 +363,10 @@ const CLOSED_INACTIVE: &str = "s.history_removed_at IS NULL AND s.updated_at < $
 const SETTLED: &str = "o.fanned_out AND o.created_at < $1 \
      AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = o.id \
                      AND (d.status = $2 OR d.updated_at >= $1))";
+
+/// A quarantined event an operator replayed or discarded before the horizon `$1` (only those
+/// are ever resolved).
+const RESOLVED: &str = "resolved_at IS NOT NULL AND resolved_at < $1";
 
 /// The statuses of a closed shipment, as the JSON list the statements take.
 fn closed_statuses() -> String {

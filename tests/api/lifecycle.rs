@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use crate::helpers::{
     assert_problem, lifecycle_event, order_event, post_signed_to, problem_fields, spawn_app,
-    test_env, Backend, ServiceProcess, TestApp, TestDb,
+    spawn_app_with, test_env, Backend, ServiceProcess, TestApp, TestDb,
 };
 use crate::on_both_backends;
 
@@ -210,8 +210,9 @@ async fn an_order_history_can_be_read_back(backend: Backend) {
     assert_eq!(stale["items"][0]["event_id"], "order.updated:ORD-H:v2");
 }
 
+/// In reject mode (`INVALID_EVENTS=reject`); quarantine mode keeps such events (quarantine.rs).
 async fn bad_lifecycle_events_are_422_and_store_nothing(backend: Backend) {
-    let app = spawn_app(backend).await;
+    let app = spawn_app_with(backend, &[("INVALID_EVENTS", "reject")]).await;
     let mut zero = lifecycle_event("order.updated", "ORD-B", None);
     zero["data"]["version"] = json!(0);
     let mut fraction = lifecycle_event("order.cancelled", "ORD-B", None);

@@ -15,6 +15,7 @@ mod lifecycle;
 mod openapi;
 mod operators;
 mod outbox;
+mod quarantine;
 mod retention;
 mod send;
 mod shutdown;

@@ -132,6 +132,21 @@ async fn every_documented_operation_answers_as_documented(backend: Backend) {
         .await
         .unwrap();
     let subscription = format!("/subscriptions/{}", created["id"].as_str().unwrap());
+    let quarantined: Value = app
+        .post_signed(b"{\"event_type\": ")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let held = format!(
+        "/quarantine/{}",
+        quarantined["quarantine_id"].as_str().unwrap()
+    );
+    let discarded: Value = app.post_signed(b"not json").await.json().await.unwrap();
+    let discarded = format!(
+        "/quarantine/{}",
+        discarded["quarantine_id"].as_str().unwrap()
+    );
     let nil = uuid::Uuid::nil();
     let cases: Vec<(&str, &str, String, Option<Value>)> = vec![
         ("GET", "/shipments", "/shipments".into(), None),
@@ -229,6 +244,36 @@ async fn every_documented_operation_answers_as_documented(backend: Backend) {
         ),
         ("DELETE", "/subscriptions/{id}", subscription.clone(), None),
         ("DELETE", "/subscriptions/{id}", subscription.clone(), None),
+        ("GET", "/quarantine", "/quarantine?status=held".into(), None),
+        ("GET", "/quarantine", "/quarantine?status=lost".into(), None),
+        ("HEAD", "/quarantine", "/quarantine".into(), None),
+        ("GET", "/quarantine/{id}", held.clone(), None),
+        ("GET", "/quarantine/{id}", "/quarantine/x".into(), None),
+        ("HEAD", "/quarantine/{id}", held.clone(), None),
+        (
+            "POST",
+            "/quarantine/{id}/replay",
+            format!("{held}/replay"),
+            None,
+        ),
+        (
+            "POST",
+            "/quarantine/{id}/replay",
+            format!("{held}/replay"),
+            Some(json!({"body": order_event("ORD-SPEC-Q")})),
+        ),
+        (
+            "POST",
+            "/quarantine/{id}/discard",
+            format!("{held}/discard"),
+            None,
+        ),
+        (
+            "POST",
+            "/quarantine/{id}/discard",
+            format!("{discarded}/discard"),
+            None,
+        ),
         ("GET", "/healthz", "/healthz".into(), None),
         ("HEAD", "/healthz", "/healthz".into(), None),
         ("GET", "/readyz", "/readyz".into(), None),

@@ -2,8 +2,8 @@ use serde_json::{json, Value};
 
 use crate::before_the_database;
 use crate::helpers::{
-    assert_problem, hex_signature, now, order_event, spawn_app, standard_headers, Backend, SECRET,
-    WHSEC,
+    assert_problem, hex_signature, now, order_event, spawn_app, spawn_app_with, standard_headers,
+    Backend, SECRET, WHSEC,
 };
 use shipping_service::signature::{sign_hex, Secret};
 
@@ -163,9 +163,9 @@ async fn forged_stale_and_malformed_signatures_are_401(backend: Backend) {
     assert_eq!(app.db.count_events().await, 0);
 }
 
-/// Each request of the table, with the status it must get; the service must stay up.
-async fn a_table_of_malformed_requests_gets_the_expected_statuses(backend: Backend) {
-    let app = spawn_app(backend).await;
+/// Signed bodies of every way an event can be malformed, each with the status of its problem
+/// (400: not JSON; 422: not a valid event); the first is valid (201).
+pub fn malformed_bodies() -> Vec<(Vec<u8>, u16)> {
     let valid = order_event("ORD-TABLE-OK");
     let with = |pointer: &str, value: Value| {
         let mut event = order_event(&format!("ORD-TABLE-{}", pointer.replace('/', "-")));
@@ -182,7 +182,7 @@ async fn a_table_of_malformed_requests_gets_the_expected_statuses(backend: Backe
         serde_json::to_vec(&event).unwrap()
     };
     let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
-    let signed_bodies: Vec<(Vec<u8>, u16)> = vec![
+    vec![
         (serde_json::to_vec(&valid).unwrap(), 201),
         (b"".to_vec(), 400),
         (b"{".to_vec(), 400),
@@ -220,9 +220,15 @@ async fn a_table_of_malformed_requests_gets_the_expected_statuses(backend: Backe
         (without("shipping_address"), 422),
         (with("/id", json!(7)), 422),
         (with("/id", json!("")), 422),
-    ];
+    ]
+}
+
+/// Each request of the table (reject mode), with the status it must get; the service must
+/// stay up.
+async fn a_table_of_malformed_requests_gets_the_expected_statuses(backend: Backend) {
+    let app = spawn_app_with(backend, &[("INVALID_EVENTS", "reject")]).await;
     let mut accepted = 0;
-    for (body, expected) in &signed_bodies {
+    for (body, expected) in &malformed_bodies() {
         let response = app.post_signed(body).await;
         assert_eq!(
             response.status(),
@@ -296,6 +302,7 @@ async fn a_table_of_malformed_requests_gets_the_expected_statuses(backend: Backe
 
     assert_eq!(app.db.count_shipments().await, accepted);
     assert_eq!(app.db.count_events().await, accepted);
+    assert_eq!(app.db.scalar("SELECT COUNT(*) FROM quarantine").await, 0);
     assert_eq!(
         app.client
             .get(app.url("/healthz"))

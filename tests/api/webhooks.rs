@@ -1,7 +1,8 @@
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    assert_problem, now, order_event, problem_fields, spawn_app, standard_headers, Backend, WHSEC,
+    assert_problem, now, order_event, problem_fields, spawn_app, spawn_app_with, standard_headers,
+    Backend, WHSEC,
 };
 use crate::{before_the_database, on_both_backends};
 
@@ -146,8 +147,9 @@ async fn a_wrong_or_missing_signature_is_rejected_and_nothing_is_stored(backend:
     assert_eq!(app.db.count_events().await, 0);
 }
 
+/// In reject mode (`INVALID_EVENTS=reject`); quarantine mode keeps such events (quarantine.rs).
 async fn an_invalid_event_is_rejected_naming_every_field(backend: Backend) {
-    let app = spawn_app(backend).await;
+    let app = spawn_app_with(backend, &[("INVALID_EVENTS", "reject")]).await;
     let mut event = order_event("");
     event["data"]["items"][0]["quantity"] = json!(0);
     event["data"]["shipping_address"] = json!({"street": "1 Road", "city": "Town"});
@@ -165,8 +167,9 @@ async fn an_invalid_event_is_rejected_naming_every_field(backend: Backend) {
     assert_eq!(app.db.count_events().await, 0);
 }
 
+/// In reject mode (`INVALID_EVENTS=reject`); quarantine mode keeps such events (quarantine.rs).
 async fn a_body_that_is_not_json_is_rejected(backend: Backend) {
-    let app = spawn_app(backend).await;
+    let app = spawn_app_with(backend, &[("INVALID_EVENTS", "reject")]).await;
     for body in [&b"{\"event_type\": "[..], b"not json", b"\xff\xfe", b""] {
         assert_problem(app.post_signed(body).await, 400).await;
     }
@@ -214,8 +217,9 @@ async fn a_body_over_the_limit_is_rejected(backend: Backend) {
 
 /// 1,000 characters of four bytes each: under a character limit, over PostgreSQL's index row
 /// limit. Every indexed text is limited in bytes, before the database, on both backends.
+/// In reject mode (`INVALID_EVENTS=reject`); quarantine mode keeps such events (quarantine.rs).
 async fn long_multibyte_ids_are_refused_before_the_database(backend: Backend) {
-    let app = spawn_app(backend).await;
+    let app = spawn_app_with(backend, &[("INVALID_EVENTS", "reject")]).await;
     let long = "\u{1D11E}".repeat(1000);
     let mut long_order = order_event(&long);
     long_order["id"] = json!("evt-long-order");
