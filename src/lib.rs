@@ -1,6 +1,8 @@
 pub mod config;
+pub mod console;
 pub mod dispatch;
 pub mod domain;
+pub mod intake;
 pub mod metrics;
 pub mod problem;
 pub mod prune;

@@ -11,6 +11,7 @@ use anyhow::Context;
 use tracing::Instrument;
 
 use crate::config::Config;
+use crate::console;
 use crate::dispatch::Dispatcher;
 use crate::metrics::Metrics;
 use crate::prune;
@@ -92,6 +93,7 @@ impl App {
             actix_web::App::new()
                 .wrap(from_fn(observe))
                 .app_data(state.clone())
+                .configure(console::configure)
                 .configure(routes::configure)
         })
         .workers(workers)

@@ -1,5 +1,5 @@
-//! What every handler may use, shared by all workers: below the routes and the startup code, so
-//! that imports run one way (startup → routes → state).
+//! What every handler may use, shared by all workers: below the routes, the console and the
+//! startup code, so that imports run one way (startup → routes, console → intake → state).
 
 use crate::config::{ApiTokens, InvalidEvents};
 use crate::dispatch::egress::Egress;

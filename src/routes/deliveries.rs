@@ -26,6 +26,7 @@ pub async fn list(
     let query = query.into_inner();
     let page = page_request(query.limit.as_deref(), query.cursor.as_deref())?;
     let filter = DeliveryFilter {
+        shipment_id: None,
         subscription_id: query
             .subscription_id
             .map(|id| {

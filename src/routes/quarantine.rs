@@ -1,18 +1,17 @@
 //! `/quarantine`: authentic events the service could not apply, kept until an operator decides.
-//! A replay runs the webhook's own parse-and-apply path (`webhooks::apply_event`) on the body
-//! as it came, or on the operator's correction, with the event id rules of any event, so it is
-//! applied once however often it is replayed.
+//! A replay runs the webhook's own parse-and-apply path (`intake`) on the body as it came, or on
+//! the operator's correction, with the event id rules of any event, so it is applied once
+//! however often it is replayed.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use super::auth::Authorized;
-use super::webhooks::{apply_event, Receipt};
-use super::{json_body, not_found, page_request, path_id, Listing};
+use super::{json_body, page_request, path_id, Listing};
 use crate::domain::{FieldError, QuarantineStatus};
+use crate::intake::{self, Receipt};
 use crate::problem::ApiError;
 use crate::state::AppState;
 use crate::store::QuarantineEntry;
@@ -28,7 +27,7 @@ pub struct QuarantineQuery {
 
 /// One entry with its body: as text when it is UTF-8, else base64.
 #[derive(Serialize)]
-struct Detail {
+pub struct Detail {
     #[serde(flatten)]
     entry: QuarantineEntry,
     body: String,
@@ -94,37 +93,14 @@ pub async fn replay(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let entry = entry(&state, &id).await?;
-    if !entry.status.can_replay() {
-        return Err(ApiError::Conflict(format!(
-            "a {} event cannot be replayed",
-            entry.status.as_str()
-        )));
-    }
+    let id = path_id(&id, WHAT)?;
     let correction = if body.is_empty() {
         None
     } else {
         Some(correction(&json_body(&request, &body)?)?)
     };
-    let event = match &correction {
-        Some(corrected) => serde_json::to_vec(corrected).expect("JSON serialises"),
-        None => entry.body.clone().unwrap_or_default(),
-    };
-    if event.len() > state.max_body_bytes {
-        return Err(ApiError::TooLarge {
-            limit: state.max_body_bytes,
-        });
-    }
-    let receipt = apply_event(&state, &event, entry.webhook_id.as_deref())
-        .await
-        .map_err(still_invalid)?;
-    state
-        .store
-        .mark_replayed(entry.id, &receipt.event_id, correction.as_ref())
-        .await?;
-    let entry = reread(&state, entry.id).await?;
-    tracing::info!(quarantine_id = %entry.id, event_id = %receipt.event_id, outcome = receipt.status.as_str(), "quarantined event replayed");
-    Ok(receipt.response().json(Replayed {
+    let (receipt, entry) = intake::replay(&state, id, correction).await?;
+    Ok(HttpResponse::build(receipt.status_code()).json(Replayed {
         receipt,
         quarantine: Detail::from(entry),
     }))
@@ -137,26 +113,17 @@ pub async fn discard(
 ) -> Result<HttpResponse, ApiError> {
     let entry = entry(&state, &id).await?;
     if !state.store.discard_quarantined(entry.id).await? {
-        let entry = reread(&state, entry.id).await?;
+        let entry = intake::quarantined(&state, entry.id).await?;
         return Err(ApiError::Conflict(format!(
             "a {} event cannot be discarded",
             entry.status.as_str()
         )));
     }
-    Ok(HttpResponse::Ok().json(Detail::from(reread(&state, entry.id).await?)))
+    Ok(HttpResponse::Ok().json(Detail::from(intake::quarantined(&state, entry.id).await?)))
 }
 
 async fn entry(state: &AppState, id: &str) -> Result<QuarantineEntry, ApiError> {
-    let id = path_id(id, WHAT)?;
-    reread(state, id).await
-}
-
-async fn reread(state: &AppState, id: Uuid) -> Result<QuarantineEntry, ApiError> {
-    state
-        .store
-        .quarantined_event(id)
-        .await?
-        .ok_or_else(|| not_found(WHAT, id))
+    intake::quarantined(state, path_id(id, WHAT)?).await
 }
 
 /// The corrected event of a replay's `{"body": <event>}`.
@@ -180,22 +147,4 @@ fn correction(body: &serde_json::Value) -> Result<serde_json::Value, ApiError> {
             "is required: the corrected event, or no body at all",
         )
     })
-}
-
-/// An event that still cannot be applied is answered 422 with its problem, whatever the
-/// reason (a body that is not JSON, too): it stays held.
-fn still_invalid(error: ApiError) -> ApiError {
-    match error {
-        ApiError::NotJson(detail) => {
-            tracing::info!(%detail, "a replayed event is still not JSON");
-            ApiError::Invalid {
-                what: "event",
-                errors: vec![FieldError {
-                    field: "body".into(),
-                    message: "is not valid JSON",
-                }],
-            }
-        }
-        error => error,
-    }
 }

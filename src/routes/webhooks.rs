@@ -12,31 +12,11 @@ use uuid::Uuid;
 
 use super::require_json;
 use crate::config::InvalidEvents;
-use crate::domain::{Applied, Delivery, Outcome};
+use crate::intake::{apply_event, Receipt};
 use crate::problem::ApiError;
 use crate::signature::Verified;
 use crate::state::AppState;
 use crate::store::{Arrival, Quarantined};
-
-/// The answer to an applied event.
-#[derive(Serialize)]
-pub(super) struct Receipt {
-    pub status: Outcome,
-    pub event_id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub shipment_id: Option<Uuid>,
-}
-
-impl Receipt {
-    /// The status that answers it.
-    pub fn response(&self) -> actix_web::HttpResponseBuilder {
-        match self.status {
-            Outcome::Processed => HttpResponse::Created(),
-            Outcome::Parked => HttpResponse::Accepted(),
-            _ => HttpResponse::Ok(),
-        }
-    }
-}
 
 /// The answer to an event kept in quarantine.
 #[derive(Serialize)]
@@ -76,7 +56,7 @@ pub async fn receive(
     };
     state.metrics.webhook_outcome(outcome);
     Ok(match result? {
-        Answer::Applied(receipt) => receipt.response().json(receipt),
+        Answer::Applied(receipt) => HttpResponse::build(receipt.status_code()).json(receipt),
         Answer::Quarantined(receipt) => HttpResponse::Accepted().json(receipt),
     })
 }
@@ -118,32 +98,6 @@ async fn accept(
         }
         applied => applied.map(Answer::Applied),
     }
-}
-
-/// The one path from authentic bytes to an applied event, for the webhook and for a replay
-/// from quarantine: JSON (400), the event (422), then the transaction. `webhook_id` is the
-/// signed Standard Webhooks id the bytes came with.
-pub(super) async fn apply_event(
-    state: &AppState,
-    body: &[u8],
-    webhook_id: Option<&str>,
-) -> Result<Receipt, ApiError> {
-    let json: serde_json::Value =
-        serde_json::from_slice(body).map_err(|error| ApiError::NotJson(error.to_string()))?;
-    let delivery = Delivery::parse(&json, body, webhook_id).map_err(ApiError::invalid("event"))?;
-    let event_id = delivery.event_id.clone();
-    let Applied {
-        outcome,
-        shipment_id,
-    } = state.store.apply(delivery).await?;
-    // Debug: every event is already recorded (GET /events) and counted (/metrics), and a line
-    // per event at info would cost more CPU than the event's own database work.
-    tracing::debug!(event_id = %event_id, outcome = outcome.as_str(), "webhook applied");
-    Ok(Receipt {
-        status: outcome,
-        event_id,
-        shipment_id,
-    })
 }
 
 /// Keeps an authentic event that could not be applied, with the problem it would have had;

@@ -14,6 +14,7 @@ use crate::domain::DeliveryStatus;
 #[derive(Debug, Clone, Default)]
 pub struct DeliveryFilter {
     pub subscription_id: Option<Uuid>,
+    pub shipment_id: Option<Uuid>,
     pub status: Option<DeliveryStatus>,
 }
 
@@ -102,7 +103,7 @@ impl Store {
         let sql = format!(
             "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN outbox_events o ON o.id = d.event_id \
              WHERE ($1 IS NULL OR d.subscription_id = $1) AND ($2 IS NULL OR d.status = $2) \
-               AND ($3 IS NULL OR d.seq < $3) \
+               AND ($3 IS NULL OR d.seq < $3) AND ($5 IS NULL OR d.shipment_id = $5) \
              ORDER BY d.seq DESC LIMIT $4"
         );
         let rows: Vec<DeliveryRow> = with_backend!(self, |db| {
@@ -112,6 +113,7 @@ impl Store {
                 .bind(filter.status.map(DeliveryStatus::as_str))
                 .bind(page.before_seq())
                 .bind(page.fetch())
+                .bind(filter.shipment_id)
                 .fetch_all(&mut *conn)
                 .await?
         });

@@ -71,6 +71,16 @@ impl Dialect {
         }
     }
 
+    /// The minute of a time column, as text `YYYY-MM-DDTHH:MM` (UTC).
+    pub fn minute(self, column: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("substr({column}, 1, 16)"),
+            Dialect::Postgres => {
+                format!("to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI')")
+            }
+        }
+    }
+
     /// Rows claimed by one instance are skipped by the others (SQLite has one dispatcher).
     pub fn skip_locked(self, table: &str) -> String {
         match self {

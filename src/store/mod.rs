@@ -31,6 +31,7 @@ mod queue;
 mod reads;
 mod retention;
 mod rows;
+mod sessions;
 mod sqlite;
 mod subscriptions;
 
@@ -43,9 +44,10 @@ pub use operator::Patched;
 pub use page::{Page, PageRequest};
 pub use quarantine::{Arrival, QuarantineEntry, Quarantined};
 pub use queue::{Claimed, Settlement};
-pub use reads::{EventFilter, ShipmentFilter, StatusReport, TableStats};
+pub use reads::{Activity, EventFilter, ShipmentFilter, StatusReport, TableStats};
 pub use retention::{Pass, Removed};
 pub use rows::EventRecord;
+pub use sessions::ConsoleSession;
 
 use crate::domain::{Applied, Delivery};
 use dialect::Dialect;

@@ -54,7 +54,90 @@ const TABLES: [(&str, &str); 7] = [
     ("quarantine", "first_received_at"),
 ];
 
+/// What happened in a recent stretch of time, minute by minute (`YYYY-MM-DDTHH:MM`, UTC).
+#[derive(Debug, Clone, Default)]
+pub struct Activity {
+    /// Webhook events recorded, by outcome.
+    pub events: Vec<(String, String, i64)>,
+    /// Delivery attempts, by whether they delivered.
+    pub attempts: Vec<(String, bool, i64)>,
+}
+
 impl Store {
+    /// Events and delivery attempts since `since`, counted by minute.
+    pub async fn activity(&self, since: DateTime<Utc>) -> Result<Activity, StoreError> {
+        let first = self.first_event_since(since).await?.unwrap_or(i64::MAX);
+        let dialect = self.dialect();
+        let events = format!(
+            "SELECT {minute} AS minute, outcome, COUNT(*) FROM processed_events \
+             WHERE seq >= $2 AND received_at >= $1 GROUP BY 1, 2",
+            minute = dialect.minute("received_at")
+        );
+        let attempts = format!(
+            "SELECT {minute} AS minute, \
+                    (status_code IS NOT NULL AND status_code BETWEEN 200 AND 299) AS delivered, \
+                    COUNT(*) \
+             FROM delivery_attempts WHERE attempted_at >= $1 GROUP BY 1, 2",
+            minute = dialect.minute("attempted_at")
+        );
+        Ok(with_backend!(self, |db| {
+            let mut conn = db.reader().await?;
+            let events = sqlx::query_as(&events)
+                .bind(since)
+                .bind(first)
+                .fetch_all(&mut *conn)
+                .await?;
+            let attempts = sqlx::query_as(&attempts)
+                .bind(since)
+                .fetch_all(&mut *conn)
+                .await?;
+            Activity { events, attempts }
+        }))
+    }
+
+    /// The position of the first event recorded at or after `since`, found by bisecting
+    /// positions (events are recorded in about the order of their time), so that the recent
+    /// events are read along the position's index instead of scanning every event for its
+    /// time. `None` when none is that recent.
+    async fn first_event_since(&self, since: DateTime<Utc>) -> Result<Option<i64>, StoreError> {
+        let next = "SELECT seq, received_at FROM processed_events WHERE seq >= $1 \
+                    ORDER BY seq LIMIT 1";
+        Ok(with_backend!(self, |db| {
+            let mut conn = db.reader().await?;
+            let (low, high): (Option<i64>, Option<i64>) =
+                sqlx::query_as("SELECT MIN(seq), MAX(seq) FROM processed_events")
+                    .fetch_one(&mut *conn)
+                    .await?;
+            let (Some(mut low), Some(mut high)) = (low, high) else {
+                return Ok(None);
+            };
+            let last: DateTime<Utc> =
+                sqlx::query_scalar("SELECT received_at FROM processed_events WHERE seq = $1")
+                    .bind(high)
+                    .fetch_one(&mut *conn)
+                    .await?;
+            if last < since {
+                return Ok(None);
+            }
+            // A position at or before the first recent event, after every older one.
+            while low < high {
+                let middle = low + (high - low) / 2;
+                let (seq, at): (i64, DateTime<Utc>) = sqlx::query_as(next)
+                    .bind(middle)
+                    .fetch_one(&mut *conn)
+                    .await?;
+                // No event sits between `middle` and `seq`: the first recent one is at or
+                // before `middle` (or is `seq` itself, which `seq >= middle` still finds).
+                if at >= since {
+                    high = middle;
+                } else {
+                    low = seq + 1;
+                }
+            }
+            Some(low)
+        }))
+    }
+
     pub async fn shipments(
         &self,
         filter: &ShipmentFilter,
@@ -119,6 +202,7 @@ impl Store {
     /// Counts for an operator at a terminal (`shipping-service status`).
     pub async fn status(&self) -> Result<StatusReport, StoreError> {
         let since = super::now() - chrono::Duration::hours(1);
+        let first = self.first_event_since(since).await?.unwrap_or(i64::MAX);
         Ok(with_backend!(self, |db| {
             let mut conn = db.reader().await?;
             let shipments = sqlx::query_as(
@@ -127,10 +211,12 @@ impl Store {
             .fetch_all(&mut *conn)
             .await?;
             let recent_events = sqlx::query_as(
-                "SELECT outcome, COUNT(*) FROM processed_events WHERE received_at >= $1 \
+                "SELECT outcome, COUNT(*) FROM processed_events \
+                 WHERE seq >= $2 AND received_at >= $1 \
                  GROUP BY outcome ORDER BY outcome",
             )
             .bind(since)
+            .bind(first)
             .fetch_all(&mut *conn)
             .await?;
             let (pending_deliveries, failed_deliveries) = sqlx::query_as(

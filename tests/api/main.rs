@@ -5,8 +5,10 @@
 mod helpers;
 
 mod api;
+mod browser;
 mod chaos;
 mod concurrency;
+mod console;
 mod crash;
 mod dispatch_chaos;
 mod egress;

@@ -1,0 +1,204 @@
+//! Deliveries: every outbound delivery, newest first; a failed one queued again (Retry), and
+//! every failed delivery of a subscription since a time (Recover).
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use chrono::{NaiveDateTime, TimeZone, Utc};
+use maud::{html, Markup};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::layout::{next_page, page, redirect, respond, table, time, Notice, Section};
+use super::session::{signed_in, SignedIn};
+use super::shipments::cursor;
+use crate::domain::DeliveryStatus;
+use crate::problem::ApiError;
+use crate::state::AppState;
+use crate::store::{DeliveryFilter, DeliveryRecord, PageRequest};
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    status: Option<String>,
+    cursor: Option<String>,
+    notice: Option<String>,
+}
+
+pub async fn list(
+    signed_in: SignedIn,
+    query: web::Query<ListQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let operator = signed_in!(signed_in);
+    let status = query.status.as_deref().and_then(DeliveryStatus::parse);
+    let deliveries = state
+        .store
+        .deliveries(
+            &DeliveryFilter {
+                status,
+                ..DeliveryFilter::default()
+            },
+            PageRequest {
+                limit: 50,
+                after: cursor(&query.cursor),
+            },
+        )
+        .await?;
+    let subscriptions = state
+        .store
+        .subscriptions(PageRequest {
+            limit: 500,
+            after: None,
+        })
+        .await?;
+    let body = html! {
+        form method="get" action="/console/deliveries" class="filters" {
+            div {
+                label for="status" { "Status" }
+                select id="status" name="status" {
+                    option value="" { "any" }
+                    @for option in DeliveryStatus::ALL {
+                        option value=(option.as_str()) selected[status == Some(option)] { (option.as_str()) }
+                    }
+                }
+            }
+            div { button type="submit" { "Filter" } }
+        }
+        (rows(&operator.csrf, &deliveries.items))
+        (next_page("/console/deliveries", &[("status", status.map(|s| s.as_str().to_owned()))], deliveries.next))
+        h2 { "Recover a subscription" }
+        @if subscriptions.items.is_empty() {
+            p class="empty" { "No subscription." }
+        } @else {
+            form method="post" action="/console/deliveries/recover" class="row" {
+                input type="hidden" name="csrf" value=(operator.csrf);
+                div {
+                    label for="subscription" { "Subscription" }
+                    select id="subscription" name="subscription" required {
+                        @for subscription in &subscriptions.items {
+                            option value=(subscription.id) {
+                                (crate::domain::subscription::without_userinfo(&subscription.url))
+                            }
+                        }
+                    }
+                }
+                div {
+                    label for="since" { "Failed since (UTC)" }
+                    input id="since" name="since" type="datetime-local" required;
+                }
+                div { button type="submit" { "Recover" } }
+            }
+        }
+    };
+    let notice = query.notice.as_deref().and_then(Notice::parse);
+    Ok(respond(
+        StatusCode::OK,
+        page(
+            "Deliveries",
+            Section::Deliveries,
+            &operator.csrf,
+            notice,
+            body,
+        ),
+    ))
+}
+
+/// A table of deliveries, with a Retry button on each failed one.
+pub fn rows(csrf: &str, deliveries: &[DeliveryRecord]) -> Markup {
+    table(
+        &["Delivery", "Type", "Shipment", "Status", "Attempts", "Last error", "Updated", ""],
+        deliveries
+            .iter()
+            .map(|d| {
+                vec![
+                    html! { code { (d.id) } },
+                    html! { (d.event_type) },
+                    html! { a href={ "/console/shipments/" (d.shipment_id) } { "shipment" } },
+                    html! { (d.status.as_str()) },
+                    html! { (d.attempt_count) },
+                    html! { (d.last_error.as_deref().unwrap_or("")) },
+                    time(d.updated_at),
+                    html! {
+                        @if d.status == DeliveryStatus::REQUEUEABLE {
+                            form method="post" action={ "/console/deliveries/" (d.id) "/retry" } class="inline" {
+                                input type="hidden" name="csrf" value=(csrf);
+                                button type="submit" { "Retry" }
+                            }
+                        }
+                    },
+                ]
+            })
+            .collect(),
+    )
+}
+
+#[derive(Deserialize)]
+pub struct Csrf {
+    csrf: Option<String>,
+}
+
+pub async fn retry(
+    signed_in: SignedIn,
+    id: web::Path<String>,
+    form: web::Form<Csrf>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let operator = signed_in!(signed_in);
+    if let Some(refused) = operator.refuse(form.csrf.as_deref()) {
+        return Ok(refused);
+    }
+    let queued = match Uuid::parse_str(&id) {
+        Ok(id) => state.store.requeue(Some(id), None).await?,
+        Err(_) => 0,
+    };
+    let notice = if queued > 0 {
+        Notice::Retried
+    } else {
+        Notice::NotRetried
+    };
+    Ok(redirect(&format!(
+        "/console/deliveries?notice={}",
+        notice.code()
+    )))
+}
+
+#[derive(Deserialize)]
+pub struct RecoverForm {
+    csrf: Option<String>,
+    subscription: Option<String>,
+    since: Option<String>,
+}
+
+pub async fn recover(
+    signed_in: SignedIn,
+    form: web::Form<RecoverForm>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let operator = signed_in!(signed_in);
+    if let Some(refused) = operator.refuse(form.csrf.as_deref()) {
+        return Ok(refused);
+    }
+    let subscription = form
+        .subscription
+        .as_deref()
+        .and_then(|id| Uuid::parse_str(id).ok());
+    // A `datetime-local` field: minutes (or seconds), no zone; the form says UTC.
+    let since = form.since.as_deref().and_then(|text| {
+        NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M")
+            .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S"))
+            .ok()
+            .map(|at| Utc.from_utc_datetime(&at))
+    });
+    let queued = match (subscription, since) {
+        (Some(subscription), Some(since)) => {
+            state
+                .store
+                .requeue(None, Some((subscription, since)))
+                .await?
+        }
+        _ => 0,
+    };
+    Ok(redirect(&format!(
+        "/console/deliveries?notice={}",
+        Notice::Recovered(queued).code()
+    )))
+}

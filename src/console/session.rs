@@ -1,0 +1,238 @@
+//! Signing in and out, and the session every other page needs. A session is opened with an API
+//! token (checked in constant time, as the API checks it), kept in the database (any instance
+//! knows it) and named by an HttpOnly, SameSite=Strict cookie (Secure behind HTTPS). Every form
+//! carries the session's CSRF token; one without it changes nothing (403). The sign-in form,
+//! before any session, carries a token that must match a cookie of its own.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::cookie::{time::Duration as CookieAge, Cookie, SameSite};
+use actix_web::http::StatusCode;
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use maud::html;
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+
+use super::layout::{redirect, respond, shell};
+use crate::state::AppState;
+
+const SESSION_COOKIE: &str = "console_session";
+const SIGN_IN_COOKIE: &str = "console_sign_in";
+/// How long a session lasts without signing in again.
+const SESSION_HOURS: i64 = 12;
+
+/// A signed-in operator, for every page but the sign-in page. Without a session: to the
+/// sign-in page, showing nothing.
+pub struct Operator {
+    pub csrf: String,
+}
+
+impl Operator {
+    /// The 403 to answer when a form did not carry this session's CSRF token.
+    pub fn refuse(&self, form_token: Option<&str>) -> Option<HttpResponse> {
+        let given = form_token.unwrap_or_default();
+        let carried = !given.is_empty() && bool::from(given.as_bytes().ct_eq(self.csrf.as_bytes()));
+        (!carried).then(forbidden)
+    }
+}
+
+fn forbidden() -> HttpResponse {
+    respond(
+        StatusCode::FORBIDDEN,
+        shell(
+            "Refused",
+            html! {
+                main {
+                    h1 { "Refused" }
+                    p { "This form did not carry the session's token, so nothing was done. \
+                         Go back, reload the page and try again." }
+                    p { a href="/console/overview" { "Overview" } }
+                }
+            },
+        ),
+    )
+}
+
+/// Either a signed-in operator, or the way to sign in.
+pub struct SignedIn(pub Result<Operator, HttpResponse>);
+
+impl FromRequest for SignedIn {
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<SignedIn, actix_web::Error>>>>;
+
+    fn from_request(request: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let state = request.app_data::<web::Data<AppState>>().cloned();
+        let cookie = request.cookie(SESSION_COOKIE).map(|c| c.value().to_owned());
+        Box::pin(async move {
+            let to_sign_in = || redirect("/console/sign-in");
+            let (Some(state), Some(id)) = (state, cookie) else {
+                return Ok(SignedIn(Err(to_sign_in())));
+            };
+            Ok(SignedIn(match state.store.session(&id).await {
+                Ok(Some(session)) => Ok(Operator {
+                    csrf: session.csrf_token,
+                }),
+                Ok(None) => Err(to_sign_in()),
+                Err(error) => Err(actix_web::ResponseError::error_response(
+                    &crate::problem::ApiError::from(error),
+                )),
+            }))
+        })
+    }
+}
+
+/// The signed-in operator, or the answer to give instead: `let operator = signed_in!(x);`.
+macro_rules! signed_in {
+    ($signed_in:expr) => {
+        match $signed_in.0 {
+            Ok(operator) => operator,
+            Err(response) => return Ok(response),
+        }
+    };
+}
+pub(super) use signed_in;
+
+fn random_token() -> String {
+    URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
+}
+
+/// Secure only where the request came over HTTPS (directly or, as the proxy says, to it).
+fn cookie<'c>(
+    request: &HttpRequest,
+    name: &'c str,
+    value: String,
+    max_age: CookieAge,
+) -> Cookie<'c> {
+    Cookie::build(name, value)
+        .path("/console")
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(request.connection_info().scheme() == "https")
+        .max_age(max_age)
+        .finish()
+}
+
+pub async fn home(signed_in: SignedIn) -> HttpResponse {
+    match signed_in.0 {
+        Ok(_) => redirect("/console/overview"),
+        Err(to_sign_in) => to_sign_in,
+    }
+}
+
+pub async fn sign_in_page(request: HttpRequest) -> HttpResponse {
+    sign_in_form(&request, StatusCode::OK, None)
+}
+
+fn sign_in_form(request: &HttpRequest, status: StatusCode, problem: Option<&str>) -> HttpResponse {
+    let token = random_token();
+    let mut response = respond(
+        status,
+        shell(
+            "Sign in",
+            html! {
+                main class="sign-in" {
+                    h1 { "shipping-service console" }
+                    @if let Some(problem) = problem {
+                        p class="notice notice-problem" role="alert" { (problem) }
+                    }
+                    form method="post" action="/console/sign-in" {
+                        input type="hidden" name="csrf" value=(token);
+                        label for="token" { "API token" }
+                        input id="token" name="token" type="password" required
+                              autocomplete="current-password" autofocus;
+                        button type="submit" { "Sign in" }
+                    }
+                }
+            },
+        ),
+    );
+    let _ = response.add_cookie(&cookie(
+        request,
+        SIGN_IN_COOKIE,
+        token,
+        CookieAge::minutes(30),
+    ));
+    response
+}
+
+#[derive(Deserialize)]
+pub struct SignIn {
+    token: Option<String>,
+    csrf: Option<String>,
+}
+
+pub async fn sign_in(
+    request: HttpRequest,
+    form: web::Form<SignIn>,
+    state: web::Data<AppState>,
+) -> actix_web::Result<HttpResponse> {
+    let expected = request.cookie(SIGN_IN_COOKIE).map(|c| c.value().to_owned());
+    let given = form.csrf.as_deref().unwrap_or_default();
+    let fresh_form = expected.is_some_and(|expected| {
+        !given.is_empty() && bool::from(expected.as_bytes().ct_eq(given.as_bytes()))
+    });
+    if !fresh_form {
+        return Ok(forbidden());
+    }
+    let token = form.token.as_deref().unwrap_or_default();
+    if !state.api_tokens.accepts(token) {
+        tracing::info!("a console sign-in with a wrong token");
+        return Ok(sign_in_form(
+            &request,
+            StatusCode::UNAUTHORIZED,
+            Some("That is not one of the service's API tokens."),
+        ));
+    }
+    let id = random_token();
+    let expires_at = chrono::Utc::now() + chrono::Duration::hours(SESSION_HOURS);
+    state
+        .store
+        .open_session(&id, &random_token(), expires_at)
+        .await
+        .map_err(crate::problem::ApiError::from)?;
+    let mut response = redirect("/console/overview");
+    let age = CookieAge::hours(SESSION_HOURS);
+    let _ = response.add_cookie(&cookie(&request, SESSION_COOKIE, id, age));
+    let _ = response.add_removal_cookie(&cookie(
+        &request,
+        SIGN_IN_COOKIE,
+        String::new(),
+        CookieAge::ZERO,
+    ));
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+pub struct Csrf {
+    pub csrf: Option<String>,
+}
+
+pub async fn sign_out(
+    request: HttpRequest,
+    signed_in: SignedIn,
+    form: web::Form<Csrf>,
+    state: web::Data<AppState>,
+) -> actix_web::Result<HttpResponse> {
+    let operator = signed_in!(signed_in);
+    if let Some(refused) = operator.refuse(form.csrf.as_deref()) {
+        return Ok(refused);
+    }
+    if let Some(id) = request.cookie(SESSION_COOKIE) {
+        state
+            .store
+            .close_session(id.value())
+            .await
+            .map_err(crate::problem::ApiError::from)?;
+    }
+    let mut response = redirect("/console/sign-in");
+    let _ = response.add_removal_cookie(&cookie(
+        &request,
+        SESSION_COOKIE,
+        String::new(),
+        CookieAge::ZERO,
+    ));
+    Ok(response)
+}

@@ -1,0 +1,298 @@
+//! Shipments: filtered and searched, page by page; one shipment with its order's history, its
+//! deliveries, and a button for each move its status allows. A move is sent with the revision
+//! the page showed, so a move made from a stale page is refused, never applied blindly.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use maud::{html, Markup};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::layout::{next_page, page, redirect, respond, table, time, Notice, Section};
+use super::session::{signed_in, SignedIn};
+use crate::domain::{ShipmentPatch, ShipmentStatus};
+use crate::problem::ApiError;
+use crate::state::AppState;
+use crate::store::{Cursor, DeliveryFilter, EventFilter, PageRequest, Patched, ShipmentFilter};
+
+const PAGE: u32 = 50;
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    status: Option<String>,
+    order_id: Option<String>,
+    customer_id: Option<String>,
+    cursor: Option<String>,
+}
+
+/// A blank field filters nothing.
+fn given(value: &Option<String>) -> Option<String> {
+    value
+        .as_deref()
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && !v.contains('\0'))
+        .map(str::to_owned)
+}
+
+pub fn cursor(text: &Option<String>) -> Option<Cursor> {
+    text.as_deref().and_then(|text| Cursor::decode(text).ok())
+}
+
+pub async fn list(
+    signed_in: SignedIn,
+    query: web::Query<ListQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let operator = signed_in!(signed_in);
+    let status = query.status.as_deref().and_then(ShipmentStatus::parse);
+    let filter = ShipmentFilter {
+        status,
+        order_id: given(&query.order_id),
+        customer_id: given(&query.customer_id),
+    };
+    let shipments = state
+        .store
+        .shipments(
+            &filter,
+            PageRequest {
+                limit: PAGE,
+                after: cursor(&query.cursor),
+            },
+        )
+        .await?;
+    let rows = shipments
+        .items
+        .iter()
+        .map(|s| {
+            vec![
+                html! { a href={ "/console/shipments/" (s.id) } { (s.order_id) } },
+                html! { (s.customer_id) },
+                html! { (s.status.as_str()) },
+                html! { (s.revision) },
+                time(s.updated_at),
+            ]
+        })
+        .collect();
+    let body = html! {
+        form method="get" action="/console/shipments" class="filters" {
+            div {
+                label for="status" { "Status" }
+                select id="status" name="status" {
+                    option value="" { "any" }
+                    @for option in ShipmentStatus::ALL {
+                        option value=(option.as_str()) selected[status == Some(option)] { (option.as_str()) }
+                    }
+                }
+            }
+            div {
+                label for="order_id" { "Order id" }
+                input id="order_id" name="order_id" value=(filter.order_id.clone().unwrap_or_default());
+            }
+            div {
+                label for="customer_id" { "Customer id" }
+                input id="customer_id" name="customer_id" value=(filter.customer_id.clone().unwrap_or_default());
+            }
+            div { button type="submit" { "Search" } }
+        }
+        (table(&["Order", "Customer", "Status", "Revision", "Updated"], rows))
+        (next_page("/console/shipments", &[
+            ("status", status.map(|s| s.as_str().to_owned())),
+            ("order_id", filter.order_id.clone()),
+            ("customer_id", filter.customer_id.clone()),
+        ], shipments.next))
+    };
+    Ok(respond(
+        StatusCode::OK,
+        page("Shipments", Section::Shipments, &operator.csrf, None, body),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct ShowQuery {
+    notice: Option<String>,
+}
+
+pub async fn show(
+    signed_in: SignedIn,
+    id: web::Path<String>,
+    query: web::Query<ShowQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let operator = signed_in!(signed_in);
+    let Ok(id) = Uuid::parse_str(&id) else {
+        return Ok(not_found(&operator.csrf));
+    };
+    let Some(shipment) = state.store.shipment(id).await? else {
+        return Ok(not_found(&operator.csrf));
+    };
+    let history = state
+        .store
+        .events(
+            &EventFilter {
+                order_id: Some(shipment.order_id.clone()),
+                outcome: None,
+            },
+            PageRequest {
+                limit: 200,
+                after: None,
+            },
+        )
+        .await?;
+    let deliveries = state
+        .store
+        .deliveries(
+            &DeliveryFilter {
+                shipment_id: Some(id),
+                ..DeliveryFilter::default()
+            },
+            PageRequest {
+                limit: 200,
+                after: None,
+            },
+        )
+        .await?;
+    let moves: Vec<ShipmentStatus> = ShipmentStatus::ALL
+        .into_iter()
+        .filter(|to| shipment.status.can_move_to(*to))
+        .collect();
+    let body = html! {
+        dl {
+            dt { "Order" } dd { (shipment.order_id) }
+            dt { "Customer" } dd { (shipment.customer_id) }
+            dt { "Status" } dd { (shipment.status.as_str()) }
+            dt { "Revision" } dd { (shipment.revision) }
+            dt { "Version" } dd { (shipment.version) }
+            dt { "Items" } dd {
+                @for item in &shipment.items { (item.quantity) " × " code { (item.sku) } br; }
+            }
+            dt { "Address" } dd {
+                (shipment.shipping_address.street) ", " (shipment.shipping_address.zip) " "
+                (shipment.shipping_address.city)
+            }
+            dt { "Carrier" } dd { (shipment.carrier.as_deref().unwrap_or("—")) }
+            dt { "Tracking number" } dd { (shipment.tracking_number.as_deref().unwrap_or("—")) }
+            @if let Some(reason) = &shipment.cancel_reason { dt { "Cancel reason" } dd { (reason) } }
+            dt { "Ordered" } dd { (time(shipment.ordered_at)) }
+            dt { "Updated" } dd { (time(shipment.updated_at)) }
+        }
+        h2 { "Moves" }
+        @if moves.is_empty() {
+            p class="empty" { "None: a " (shipment.status.as_str()) " shipment moves no further." }
+        }
+        @for to in &moves {
+            (move_form(&operator.csrf, id, shipment.revision, *to))
+        }
+        h2 { "Order history" }
+        (table(
+            &["Event", "Type", "Version", "Outcome", "Received"],
+            history.items.iter().map(|e| vec![
+                html! { code { (e.event_id) } },
+                html! { (e.event_type) },
+                html! { (e.version.map(|v| v.to_string()).unwrap_or_default()) },
+                html! { (e.outcome.as_str()) },
+                time(e.received_at),
+            ]).collect(),
+        ))
+        h2 { "Deliveries" }
+        (super::deliveries::rows(&operator.csrf, &deliveries.items))
+    };
+    let notice = query.notice.as_deref().and_then(Notice::parse);
+    let title = format!("Shipment {}", shipment.order_id);
+    Ok(respond(
+        StatusCode::OK,
+        page(&title, Section::Shipments, &operator.csrf, notice, body),
+    ))
+}
+
+/// The form of one move, sent with the revision the page shows.
+fn move_form(csrf: &str, id: Uuid, revision: i64, to: ShipmentStatus) -> Markup {
+    let shipping = to == ShipmentStatus::Shipped;
+    html! {
+        form method="post" action={ "/console/shipments/" (id) "/move" } class="row" {
+            input type="hidden" name="csrf" value=(csrf);
+            input type="hidden" name="revision" value=(revision);
+            input type="hidden" name="status" value=(to.as_str());
+            @if shipping {
+                div {
+                    label for="carrier" { "Carrier" }
+                    input id="carrier" name="carrier" required;
+                }
+                div {
+                    label for="tracking_number" { "Tracking number" }
+                    input id="tracking_number" name="tracking_number" required;
+                }
+            }
+            div {
+                button type="submit" class=[(to == ShipmentStatus::Cancelled).then_some("danger")] { (to.as_str()) }
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct MoveForm {
+    csrf: Option<String>,
+    revision: Option<i64>,
+    status: Option<String>,
+    carrier: Option<String>,
+    tracking_number: Option<String>,
+}
+
+pub async fn move_(
+    signed_in: SignedIn,
+    id: web::Path<String>,
+    form: web::Form<MoveForm>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let operator = signed_in!(signed_in);
+    if let Some(refused) = operator.refuse(form.csrf.as_deref()) {
+        return Ok(refused);
+    }
+    let Ok(id) = Uuid::parse_str(&id) else {
+        return Ok(not_found(&operator.csrf));
+    };
+    let back =
+        |notice: Notice| redirect(&format!("/console/shipments/{id}?notice={}", notice.code()));
+    // The same validation as the API's PATCH body.
+    let mut body = serde_json::json!({ "status": form.status });
+    for (name, value) in [
+        ("carrier", &form.carrier),
+        ("tracking_number", &form.tracking_number),
+    ] {
+        if let Some(value) = given(value) {
+            body[name] = value.into();
+        }
+    }
+    let Ok(patch) = ShipmentPatch::parse(&body) else {
+        return Ok(back(Notice::Invalid));
+    };
+    // Without the revision the page showed, a move cannot be known to be meant for this one.
+    let Some(revision) = form.revision else {
+        return Ok(back(Notice::Stale));
+    };
+    Ok(
+        match state
+            .store
+            .patch_shipment(id, &patch, Some(revision))
+            .await?
+        {
+            Patched::NotFound => not_found(&operator.csrf),
+            Patched::Stale { .. } => back(Notice::Stale),
+            Patched::Illegal(_) => back(Notice::Illegal),
+            Patched::Done(_) => back(Notice::Moved),
+        },
+    )
+}
+
+fn not_found(csrf: &str) -> HttpResponse {
+    respond(
+        StatusCode::NOT_FOUND,
+        page(
+            "No such shipment",
+            Section::Shipments,
+            csrf,
+            None,
+            html! { p { a href="/console/shipments" { "All shipments" } } },
+        ),
+    )
+}

@@ -1,0 +1,118 @@
+//! The one path from authentic bytes to an applied event, for the webhook and for a replay from
+//! quarantine: JSON (400), the event (422), then the transaction; and the replay itself, which
+//! runs that path on a quarantined body as it came or on an operator's correction.
+
+use actix_web::http::StatusCode;
+use serde::Serialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::domain::{Applied, Delivery, FieldError, Outcome};
+use crate::problem::ApiError;
+use crate::state::AppState;
+use crate::store::QuarantineEntry;
+
+/// The answer to an applied event.
+#[derive(Debug, Serialize)]
+pub struct Receipt {
+    pub status: Outcome,
+    pub event_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shipment_id: Option<Uuid>,
+}
+
+impl Receipt {
+    /// The status that answers it: 201 when the event made the shipment, 202 while it waits
+    /// for one, else 200.
+    pub fn status_code(&self) -> StatusCode {
+        match self.status {
+            Outcome::Processed => StatusCode::CREATED,
+            Outcome::Parked => StatusCode::ACCEPTED,
+            _ => StatusCode::OK,
+        }
+    }
+}
+
+/// Applies authentic bytes; `webhook_id` is the signed Standard Webhooks id they came with.
+pub async fn apply_event(
+    state: &AppState,
+    body: &[u8],
+    webhook_id: Option<&str>,
+) -> Result<Receipt, ApiError> {
+    let json: Value =
+        serde_json::from_slice(body).map_err(|error| ApiError::NotJson(error.to_string()))?;
+    let delivery = Delivery::parse(&json, body, webhook_id).map_err(ApiError::invalid("event"))?;
+    let event_id = delivery.event_id.clone();
+    let Applied {
+        outcome,
+        shipment_id,
+    } = state.store.apply(delivery).await?;
+    // Debug: every event is already recorded (GET /events) and counted (/metrics), and a line
+    // per event at info would cost more CPU than the event's own database work.
+    tracing::debug!(event_id = %event_id, outcome = outcome.as_str(), "event applied");
+    Ok(Receipt {
+        status: outcome,
+        event_id,
+        shipment_id,
+    })
+}
+
+/// Applies a quarantined event now: its body as it came, or `correction` instead (vouched for
+/// by the operator, kept beside it), with the event id rules of any event (the signed
+/// `webhook-id` it came with first), so a second replay is a duplicate. Still not an event:
+/// 422, and it stays held. Returns the answer and the entry, marked replayed.
+pub async fn replay(
+    state: &AppState,
+    id: Uuid,
+    correction: Option<Value>,
+) -> Result<(Receipt, QuarantineEntry), ApiError> {
+    let entry = quarantined(state, id).await?;
+    if !entry.status.can_replay() {
+        return Err(ApiError::Conflict(format!(
+            "a {} event cannot be replayed",
+            entry.status.as_str()
+        )));
+    }
+    let event = match &correction {
+        Some(corrected) => serde_json::to_vec(corrected).expect("JSON serialises"),
+        None => entry.body.clone().unwrap_or_default(),
+    };
+    if event.len() > state.max_body_bytes {
+        return Err(ApiError::TooLarge {
+            limit: state.max_body_bytes,
+        });
+    }
+    let receipt = apply_event(state, &event, entry.webhook_id.as_deref())
+        .await
+        .map_err(still_invalid)?;
+    state
+        .store
+        .mark_replayed(id, &receipt.event_id, correction.as_ref())
+        .await?;
+    tracing::info!(quarantine_id = %id, event_id = %receipt.event_id, outcome = receipt.status.as_str(), "quarantined event replayed");
+    Ok((receipt, quarantined(state, id).await?))
+}
+
+/// A quarantined event, with its body.
+pub async fn quarantined(state: &AppState, id: Uuid) -> Result<QuarantineEntry, ApiError> {
+    state
+        .store
+        .quarantined_event(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no quarantined event with id {id}")))
+}
+
+/// An event that still cannot be applied is answered 422 with its problem, whatever the
+/// reason (a body that is not JSON, too).
+fn still_invalid(error: ApiError) -> ApiError {
+    match error {
+        ApiError::NotJson(_) => ApiError::Invalid {
+            what: "event",
+            errors: vec![FieldError {
+                field: "body".into(),
+                message: "is not valid JSON",
+            }],
+        },
+        error => error,
+    }
+}
