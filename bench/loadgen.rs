@@ -227,6 +227,8 @@ async fn main() {
             "per_second": latencies.len() as f64 / elapsed,
             "responses_per_second": (latencies.len() as u64 + errors) as f64 / elapsed,
             "p50_ms": percentile(0.50), "p99_ms": percentile(0.99),
+            "mean_ms": latencies.iter().sum::<Duration>().as_secs_f64() * 1000.0
+                / latencies.len().max(1) as f64,
         })
     );
 }

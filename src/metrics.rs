@@ -23,6 +23,7 @@ pub struct Metrics {
     quarantined: IntCounterVec,
     quarantine_full: prometheus::IntCounter,
     quarantine_held: IntGauge,
+    writer_races: prometheus::IntCounter,
 }
 
 impl Default for Metrics {
@@ -109,6 +110,11 @@ impl Default for Metrics {
             "Quarantined events held, waiting for an operator",
         )
         .expect("valid metric");
+        let writer_races = prometheus::IntCounter::new(
+            "writer_races_total",
+            "Webhook batches applied again because another writer changed their orders first",
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(webhook_outcomes.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_duration.clone()),
@@ -121,6 +127,7 @@ impl Default for Metrics {
             Box::new(quarantined.clone()),
             Box::new(quarantine_full.clone()),
             Box::new(quarantine_held.clone()),
+            Box::new(writer_races.clone()),
         ] {
             registry
                 .register(collector)
@@ -139,6 +146,7 @@ impl Default for Metrics {
             quarantined,
             quarantine_full,
             quarantine_held,
+            writer_races,
         }
     }
 }
@@ -179,9 +187,13 @@ impl Metrics {
     pub fn render(
         &self,
         (open, idle): (u32, usize),
+        writer_races: u64,
         outbox: Option<DeliveryStats>,
         quarantine_held: Option<i64>,
     ) -> String {
+        // The writer counts on its own; the counter catches up to it.
+        self.writer_races
+            .inc_by(writer_races.saturating_sub(self.writer_races.get()));
         if let Some(held) = quarantine_held {
             self.quarantine_held.set(held);
         }

@@ -216,6 +216,11 @@ impl OrderLife {
         self.operator_status
     }
 
+    /// Whether an event of the order's history has this id.
+    pub fn records(&self, event_id: &str) -> bool {
+        self.facts.iter().any(|fact| fact.event_id == event_id)
+    }
+
     /// Decides what `event`, new under `event_id`, does to the order, and records it.
     pub fn apply(&mut self, event_id: &str, event: &OrderEvent) -> Decision {
         let version = event.version.unwrap_or_else(|| match event.change {

@@ -1,9 +1,17 @@
 //! What a batch of deliveries writes, decided between loading and saving: each delivery goes
 //! to its order's [`OrderLife`] (the rules of an order's life live there), a redelivered id is
 //! answered from its record, an event of a type the service does not handle is recorded as
-//! ignored, and the rows to write are collected: events, shipments (each guarded by the
-//! revision it was read at), and one outbound event per change of a shipment. Pure, so both
-//! backends share it and it is tested without a database.
+//! ignored, and the rows to write are collected: events, shipments, heads and one outbound
+//! event per change of a shipment. Pure, so both backends share it and it is tested without a
+//! database.
+//!
+//! Writers of one order never lock it: each write is guarded by the order's [`Head`], which
+//! every event recorded into the order's history advances. The head is the shipment when the
+//! order has one (its `head_seq`, and its `revision`, which an operator's move advances too),
+//! else the order's first recorded event (`is_head`, its `head_seq`); the first event of a new
+//! order becomes its head, and a unique index lets only one. A writer advances the head only
+//! from the value it read, so of two writers that read the same order, the second one's write
+//! finds the head moved and fails whole, and its batch is read and applied again.
 
 use std::collections::HashMap;
 
@@ -11,7 +19,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{
-    Change, Delivery, Event, Fact, Folded, OrderLife, OrderState, OutboundEvent, Outcome, Shipment,
+    Change, Delivery, Event, Folded, OrderLife, OrderState, OutboundEvent, Outcome, Shipment,
     ShipmentStatus,
 };
 
@@ -23,27 +31,38 @@ pub struct Applied {
     pub shipment_id: Option<Uuid>,
 }
 
-/// What a batch needs from the database, read after its orders are locked.
+/// What a batch needs to know before it decides.
 #[derive(Debug, Default)]
 pub struct Loaded {
     /// Recorded events by id and whether the id was derived: at least the batch's ids that
     /// are already recorded.
     pub known: HashMap<(String, bool), KnownEvent>,
-    /// The recorded events of the batch's orders, with their outcomes.
-    pub history: HashMap<String, Vec<(Outcome, Fact)>>,
-    /// The shipments of the batch's orders.
-    pub shipments: HashMap<String, StoredShipment>,
+    /// The batch's orders as stored; an order missing here has nothing recorded.
+    pub orders: HashMap<String, StoredOrder>,
 }
 
-/// A shipment as stored, with what the fold does not see in it.
-#[derive(Debug, Clone)]
-pub struct StoredShipment {
-    pub shipment: Shipment,
-    /// The status an operator moved it to, which the order's events cannot undo.
-    pub operator_status: Option<ShipmentStatus>,
-    /// Whether its order's history was let go (retention).
-    pub history_removed: bool,
+/// An order as stored: its life (history, the operator's status), its shipment, its head.
+#[derive(Debug, Clone, Default)]
+pub struct StoredOrder {
+    pub life: OrderLife,
+    pub shipment: Option<Shipment>,
+    pub head: Head,
 }
+
+/// What guards the writes of an order (see the module's documentation), as read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Head {
+    /// Nothing recorded: the batch's first event of the order in its history becomes its head.
+    #[default]
+    New,
+    /// A history without a shipment: the first recorded event's `head_seq`.
+    FirstEvent(i64),
+    /// The shipment's `head_seq` (its revision is in the shipment).
+    Shipment(i64),
+}
+
+/// The head a new head starts at.
+pub const FIRST_HEAD_SEQ: i64 = 1;
 
 #[derive(Debug, Clone)]
 pub struct KnownEvent {
@@ -65,6 +84,8 @@ pub struct EventRow<'a> {
     pub version: Option<i64>,
     pub change: Option<&'a Change>,
     pub occurred_at: Option<DateTime<Utc>>,
+    /// `Some(head_seq)` for the first event of a new order: its head.
+    pub head_seq: Option<i64>,
 }
 
 impl EventRow<'_> {
@@ -78,26 +99,37 @@ impl EventRow<'_> {
     }
 }
 
-/// A shipment to write: inserted when new, else updated only if the stored row is still at
-/// the revision the batch read (whatever the locking, a write never overwrites a change it
-/// did not see).
+/// A shipment to write: inserted when new, else updated only where the stored row is still
+/// at the revision and head the batch read. Written whenever an event joins its order's
+/// history, changed or not, to advance its head.
 #[derive(Debug)]
 pub struct ShipmentWrite {
     pub shipment: Shipment,
-    /// `None` for a new shipment.
-    pub read_revision: Option<i64>,
+    /// `None` for a new shipment, else the revision and `head_seq` read.
+    pub read: Option<(i64, i64)>,
+    pub head_seq: i64,
+}
+
+/// The first recorded event of an order without a shipment, advanced from `read_seq`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct HeadWrite {
+    pub order_id: String,
+    pub read_seq: i64,
 }
 
 #[derive(Debug)]
 pub struct Plan<'a> {
     /// Sorted by key: concurrent batches insert in one order and never deadlock.
     pub events: Vec<EventRow<'a>>,
-    /// Each changed shipment in its final state.
+    /// Each written shipment in its final state.
     pub shipments: Vec<ShipmentWrite>,
+    pub heads: Vec<HeadWrite>,
     /// In the order the changes happened.
     pub outbox: Vec<OutboundEvent>,
     /// One per delivery, in order.
     pub answers: Vec<Applied>,
+    /// Every order of the batch as it is stored once the plan is written.
+    pub orders: Vec<(String, StoredOrder)>,
 }
 
 impl Plan<'_> {
@@ -105,17 +137,25 @@ impl Plan<'_> {
     pub fn writes_nothing(&self) -> bool {
         self.events.is_empty() && self.shipments.is_empty() && self.outbox.is_empty()
     }
+
+    /// How many guarded rows the writes must find: each read shipment and each head.
+    pub fn guarded_rows(&self) -> i64 {
+        let shipments = self.shipments.iter().filter(|w| w.read.is_some()).count();
+        (shipments + self.heads.len()) as i64
+    }
 }
 
 struct OrderSlot {
-    life: OrderLife,
-    shipment: Option<Shipment>,
-    /// The revision the stored shipment was read at.
+    stored: StoredOrder,
+    /// The head and the shipment's revision as read.
+    read_head: Head,
     read_revision: Option<i64>,
+    /// Whether an event joined the order's history.
+    touched: bool,
     changed: bool,
 }
 
-/// The order ids of a batch, sorted and without repeats: the order to lock them in.
+/// The order ids of a batch, sorted and without repeats.
 pub fn orders_of(deliveries: &[&Delivery]) -> Vec<String> {
     let mut orders: Vec<String> = deliveries
         .iter()
@@ -141,8 +181,7 @@ pub fn event_ids_of(deliveries: &[&Delivery]) -> Vec<String> {
 pub fn plan<'a>(deliveries: &[&'a Delivery], loaded: Loaded, now: DateTime<Utc>) -> Plan<'a> {
     let Loaded {
         mut known,
-        mut history,
-        mut shipments,
+        orders: mut stored_orders,
     } = loaded;
     let mut orders: HashMap<&str, OrderSlot> = HashMap::new();
     let mut events = Vec::with_capacity(deliveries.len());
@@ -155,7 +194,7 @@ pub fn plan<'a>(deliveries: &[&'a Delivery], loaded: Loaded, now: DateTime<Utc>)
                 .order_id
                 .as_deref()
                 .and_then(|order| orders.get(order))
-                .and_then(|slot| slot.shipment.as_ref().map(|s| s.id));
+                .and_then(|slot| slot.stored.shipment.as_ref().map(|s| s.id));
             answers.push(Applied {
                 outcome: recorded.outcome.redelivered(),
                 shipment_id: current.or(recorded.shipment_id),
@@ -176,41 +215,48 @@ pub fn plan<'a>(deliveries: &[&'a Delivery], loaded: Loaded, now: DateTime<Utc>)
                 version: None,
                 change: None,
                 occurred_at: None,
+                head_seq: None,
             },
             Event::Order(event) => {
                 let slot = orders.entry(&event.order_id).or_insert_with(|| {
-                    let stored = shipments.remove(&event.order_id);
-                    let life = OrderLife::new(
-                        history.remove(&event.order_id).unwrap_or_default(),
-                        stored.as_ref().and_then(|stored| stored.operator_status),
-                        stored.as_ref().is_some_and(|stored| stored.history_removed),
-                    );
-                    let shipment = stored.map(|stored| stored.shipment);
+                    let stored = stored_orders.remove(&event.order_id).unwrap_or_default();
                     OrderSlot {
-                        life,
-                        read_revision: shipment.as_ref().map(|shipment| shipment.revision),
-                        shipment,
+                        read_head: stored.head,
+                        read_revision: stored.shipment.as_ref().map(|s| s.revision),
+                        stored,
+                        touched: false,
                         changed: false,
                     }
                 });
-                let decision = slot.life.apply(&delivery.event_id, event);
+                let decision = slot.stored.life.apply(&delivery.event_id, event);
                 if let Some(folded) = decision.shipment {
                     let after =
                         next_shipment(slot, folded, &event.order_id, &delivery.event_id, now);
-                    outbox.push(OutboundEvent::announce(slot.shipment.as_ref(), &after, now));
-                    slot.shipment = Some(after);
+                    outbox.push(OutboundEvent::announce(
+                        slot.stored.shipment.as_ref(),
+                        &after,
+                        now,
+                    ));
+                    slot.stored.shipment = Some(after);
                     slot.changed = true;
                 }
+                // A new order's first event in its history becomes its head.
+                let head_seq = (decision.outcome.joins_history()
+                    && slot.read_head == Head::New
+                    && !slot.touched)
+                    .then_some(FIRST_HEAD_SEQ);
+                slot.touched |= decision.outcome.joins_history();
                 EventRow {
                     event_id: &delivery.event_id,
                     derived_id: delivery.derived_id,
                     event_type: event.change.event_type(),
                     order_id: Some(&event.order_id),
                     outcome: decision.outcome,
-                    shipment_id: slot.shipment.as_ref().map(|shipment| shipment.id),
+                    shipment_id: slot.stored.shipment.as_ref().map(|shipment| shipment.id),
                     version: Some(decision.version),
                     change: Some(&event.change),
                     occurred_at: event.occurred_at,
+                    head_seq,
                 }
             }
         };
@@ -229,22 +275,55 @@ pub fn plan<'a>(deliveries: &[&'a Delivery], loaded: Loaded, now: DateTime<Utc>)
         events.push(row);
     }
     events.sort_by(|a, b| (a.event_id, a.derived_id).cmp(&(b.event_id, b.derived_id)));
-    let shipments = orders
-        .into_values()
-        .filter(|slot| slot.changed)
-        .filter_map(|slot| {
-            Some(ShipmentWrite {
-                shipment: slot.shipment?,
-                read_revision: slot.read_revision,
-            })
-        })
-        .collect();
+    let mut shipments = Vec::new();
+    let mut heads = Vec::new();
+    let mut after = Vec::with_capacity(orders.len());
+    for (order_id, mut slot) in orders {
+        if slot.touched || slot.changed {
+            slot.stored.head = advance(&slot, order_id, &mut shipments, &mut heads);
+        }
+        after.push((order_id.to_owned(), slot.stored));
+    }
     Plan {
         events,
         shipments,
+        heads,
         outbox,
         answers,
+        orders: after,
     }
+}
+
+/// Writes what guards the order's writes in `slot` (its shipment, its first event's head):
+/// returns the order's head after them.
+fn advance(
+    slot: &OrderSlot,
+    order_id: &str,
+    shipments: &mut Vec<ShipmentWrite>,
+    heads: &mut Vec<HeadWrite>,
+) -> Head {
+    if let Head::FirstEvent(read_seq) = slot.read_head {
+        heads.push(HeadWrite {
+            order_id: order_id.to_owned(),
+            read_seq,
+        });
+    }
+    let Some(shipment) = &slot.stored.shipment else {
+        return match slot.read_head {
+            Head::FirstEvent(read_seq) => Head::FirstEvent(read_seq + 1),
+            _ => Head::FirstEvent(FIRST_HEAD_SEQ),
+        };
+    };
+    let (read, head_seq) = match (slot.read_head, slot.read_revision) {
+        (Head::Shipment(seq), Some(revision)) => (Some((revision, seq)), seq + 1),
+        _ => (None, FIRST_HEAD_SEQ),
+    };
+    shipments.push(ShipmentWrite {
+        shipment: shipment.clone(),
+        read,
+        head_seq,
+    });
+    Head::Shipment(head_seq)
 }
 
 /// The slot's shipment after its order's fold changed. The fold owns the order's data, its
@@ -257,8 +336,8 @@ fn next_shipment(
     event_id: &str,
     now: DateTime<Utc>,
 ) -> Shipment {
-    let status = ShipmentStatus::served(folded.status, slot.life.operator_status());
-    match &slot.shipment {
+    let status = ShipmentStatus::served(folded.status, slot.stored.life.operator_status());
+    match &slot.stored.shipment {
         Some(before) => Shipment {
             customer_id: folded.state.customer_id,
             items: folded.state.items,
@@ -312,6 +391,111 @@ mod tests {
         Change::Created(OrderState::example("C"))
     }
 
+    fn versioned(event_id: &str, order_id: &str, version: i64, change: Change) -> Delivery {
+        let mut delivery = delivery(event_id, order_id, change);
+        if let Event::Order(event) = &mut delivery.event {
+            event.version = Some(version);
+        }
+        delivery
+    }
+
+    /// What the next batch reads after `plan` committed, as its writer remembers it.
+    fn stored_after(plan: Plan<'_>) -> Loaded {
+        Loaded {
+            known: HashMap::new(),
+            orders: plan.orders.into_iter().collect(),
+        }
+    }
+
+    fn head_rows<'a>(plan: &'a Plan<'a>) -> Vec<(&'a str, Option<i64>)> {
+        plan.events
+            .iter()
+            .map(|row| (row.event_id, row.head_seq))
+            .collect()
+    }
+
+    #[test]
+    fn a_new_orders_first_event_is_its_head_and_its_shipment_heads_it_then() {
+        let create = delivery("e1", "O1", created());
+        let update = versioned("e2", "O1", 2, Change::Updated(OrderState::example("D")));
+        let plan = plan(&[&create, &update], Loaded::default(), Utc::now());
+        assert_eq!(head_rows(&plan), [("e1", Some(1)), ("e2", None)]);
+        assert!(plan.heads.is_empty());
+        assert_eq!(plan.shipments[0].read, None);
+        assert_eq!(plan.shipments[0].head_seq, FIRST_HEAD_SEQ);
+        assert_eq!(plan.guarded_rows(), 0, "nothing was read to guard");
+        assert_eq!(plan.orders[0].1.head, Head::Shipment(FIRST_HEAD_SEQ));
+    }
+
+    #[test]
+    fn a_parked_order_is_guarded_by_its_first_event_until_its_shipment_exists() {
+        let cancel = || Change::Cancelled { reason: None };
+        let early = versioned("u2", "O1", 2, cancel());
+        let first = plan(&[&early], Loaded::default(), Utc::now());
+        assert_eq!(first.answers[0].outcome, Outcome::Parked);
+        assert_eq!(head_rows(&first), [("u2", Some(1))]);
+        assert!(first.shipments.is_empty());
+
+        let later = versioned("u3", "O1", 3, cancel());
+        let second = plan(&[&later], stored_after(first), Utc::now());
+        assert_eq!(second.answers[0].outcome, Outcome::Parked);
+        assert_eq!(head_rows(&second), [("u3", None)]);
+        let advanced = HeadWrite {
+            order_id: "O1".into(),
+            read_seq: 1,
+        };
+        assert_eq!(second.heads, [advanced]);
+        assert_eq!(second.guarded_rows(), 1);
+
+        let create = versioned("c1", "O1", 1, created());
+        let third = plan(&[&create], stored_after(second), Utc::now());
+        assert_eq!(third.answers[0].outcome, Outcome::Processed);
+        let advanced = HeadWrite {
+            order_id: "O1".into(),
+            read_seq: 2,
+        };
+        assert_eq!(third.heads, [advanced], "the head a concurrent parker read");
+        assert_eq!(third.shipments[0].read, None, "and the shipment inserted");
+        assert_eq!(third.shipments[0].shipment.customer_id, "C");
+        assert_eq!(third.orders[0].1.head, Head::Shipment(FIRST_HEAD_SEQ));
+    }
+
+    #[test]
+    fn an_event_that_changes_nothing_still_advances_the_shipments_head() {
+        let create = versioned("c1", "O1", 1, created());
+        let update = versioned("u3", "O1", 3, Change::Updated(OrderState::example("C")));
+        let first = plan(&[&create, &update], Loaded::default(), Utc::now());
+        let revision = first.shipments[0].shipment.revision;
+
+        let old = versioned("u2", "O1", 2, Change::Updated(OrderState::example("B")));
+        let stale = plan(&[&old], stored_after(first), Utc::now());
+        assert_eq!(stale.answers[0].outcome, Outcome::Stale);
+        assert!(stale.outbox.is_empty(), "nothing to announce");
+        let write = &stale.shipments[0];
+        assert_eq!(write.read, Some((revision, FIRST_HEAD_SEQ)));
+        assert_eq!(write.head_seq, FIRST_HEAD_SEQ + 1);
+        assert_eq!(
+            write.shipment.revision, revision,
+            "the shipment itself unchanged"
+        );
+        assert_eq!(stale.guarded_rows(), 1);
+    }
+
+    #[test]
+    fn an_event_outside_the_history_writes_its_record_only() {
+        let create = versioned("c1", "O1", 1, created());
+        let first = plan(&[&create], Loaded::default(), Utc::now());
+        let mut loaded = stored_after(first);
+        let order = loaded.orders.get_mut("O1").unwrap();
+        order.life = OrderLife::new(Vec::new(), None, true);
+
+        let late = versioned("u2", "O1", 2, Change::Updated(OrderState::example("B")));
+        let plan = plan(&[&late], loaded, Utc::now());
+        assert_eq!(plan.answers[0].outcome, Outcome::TooLate);
+        assert_eq!(head_rows(&plan), [("u2", None)]);
+        assert!(plan.shipments.is_empty() && plan.heads.is_empty());
+    }
+
     #[test]
     fn twins_in_one_batch_get_one_shipment_and_one_row() {
         let first = delivery("e1", "O1", created());
@@ -332,7 +516,7 @@ mod tests {
         let plan = plan(&[&create, &cancel], Loaded::default(), Utc::now());
         assert_eq!(plan.shipments.len(), 1);
         assert_eq!(plan.shipments[0].shipment.revision, 2);
-        assert_eq!(plan.shipments[0].read_revision, None, "a new shipment");
+        assert_eq!(plan.shipments[0].read, None, "a new shipment");
         assert_eq!(plan.shipments[0].shipment.status, ShipmentStatus::Cancelled);
         assert_eq!(plan.answers[1].outcome, Outcome::Updated);
         // Each change is announced on its own, with its own revision.

@@ -11,5 +11,10 @@ pub async fn scrape(state: web::Data<AppState>) -> HttpResponse {
     let held = state.store.quarantine_held().await.ok();
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(state.metrics.render(state.store.pool_usage(), outbox, held))
+        .body(state.metrics.render(
+            state.store.pool_usage(),
+            state.store.writer_races(),
+            outbox,
+            held,
+        ))
 }

@@ -11,6 +11,8 @@
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
@@ -38,11 +40,6 @@ pub(super) trait ApplyBatch: Send + Sync + 'static {
         &self,
         deliveries: &[&Delivery],
     ) -> impl Future<Output = Result<Vec<Applied>, StoreError>> + Send;
-
-    /// Called when no delivery waits after a batch was answered, before waiting for more.
-    fn idle(&self) -> impl Future<Output = ()> + Send {
-        async {}
-    }
 }
 
 enum Job {
@@ -59,6 +56,7 @@ enum Job {
 #[derive(Clone)]
 pub(super) struct Batcher {
     queue: mpsc::Sender<Job>,
+    races: Arc<AtomicU64>,
 }
 
 impl Batcher {
@@ -67,8 +65,9 @@ impl Batcher {
     /// than their overlap saves.
     pub fn spawn(writer: impl ApplyBatch) -> Batcher {
         let (queue, jobs) = mpsc::channel(QUEUE_CAPACITY);
-        tokio::spawn(write_batches(writer, jobs));
-        Batcher { queue }
+        let races = Arc::default();
+        tokio::spawn(write_batches(writer, jobs, Arc::clone(&races)));
+        Batcher { queue, races }
     }
 
     /// Starts one writer on a thread of its own, for a database whose calls block (SQLite):
@@ -76,13 +75,15 @@ impl Batcher {
     /// statement to its commit without handing over to another thread.
     pub fn spawn_thread(writer: impl ApplyBatch) -> std::io::Result<Batcher> {
         let (queue, jobs) = mpsc::channel(QUEUE_CAPACITY);
+        let races = Arc::default();
+        let counter = Arc::clone(&races);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()?;
         std::thread::Builder::new()
             .name("writer".into())
-            .spawn(move || runtime.block_on(write_batches(writer, jobs)))?;
-        Ok(Batcher { queue })
+            .spawn(move || runtime.block_on(write_batches(writer, jobs, counter)))?;
+        Ok(Batcher { queue, races })
     }
 
     pub async fn apply(&self, delivery: Delivery) -> Result<Applied, StoreError> {
@@ -105,6 +106,11 @@ impl Batcher {
             .unwrap_or_else(|_| Err(StoreError::unavailable(sqlx::Error::WorkerCrashed)))
     }
 
+    /// Batches applied again because another writer changed their orders first.
+    pub fn races(&self) -> u64 {
+        self.races.load(Ordering::Relaxed)
+    }
+
     fn send(&self, job: Job) -> Result<(), StoreError> {
         self.queue.try_send(job).map_err(|error| {
             StoreError::unavailable(match error {
@@ -120,6 +126,7 @@ impl Batcher {
 async fn commit(
     writer: &impl ApplyBatch,
     deliveries: &[&Delivery],
+    races: &AtomicU64,
 ) -> Result<Vec<Applied>, StoreError> {
     let mut tries = 0;
     loop {
@@ -143,13 +150,20 @@ async fn commit(
             }
         };
         match result {
-            Err(StoreError::Conflict(_)) if tries < RACE_RETRIES => tries += 1,
+            Err(StoreError::Conflict(_)) if tries < RACE_RETRIES => {
+                tries += 1;
+                races.fetch_add(1, Ordering::Relaxed);
+            }
             result => return result,
         }
     }
 }
 
-async fn write_batches(writer: impl ApplyBatch, mut jobs: mpsc::Receiver<Job>) {
+async fn write_batches(
+    writer: impl ApplyBatch,
+    mut jobs: mpsc::Receiver<Job>,
+    races: Arc<AtomicU64>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let deliveries: Vec<&Delivery> = batch
@@ -159,7 +173,7 @@ async fn write_batches(writer: impl ApplyBatch, mut jobs: mpsc::Receiver<Job>) {
                 Job::Probe { .. } => None,
             })
             .collect();
-        let result = commit(&writer, &deliveries).await;
+        let result = commit(&writer, &deliveries, &races).await;
         let probed = result.as_ref().map(|_| ()).map_err(Clone::clone);
         let mut answers = match result {
             Ok(answers) => answers.into_iter().map(Ok).collect(),
@@ -171,7 +185,7 @@ async fn write_batches(writer: impl ApplyBatch, mut jobs: mpsc::Receiver<Job>) {
                 let mut answers = Vec::with_capacity(deliveries.len());
                 for delivery in &deliveries {
                     answers.push(
-                        commit(&writer, &[delivery])
+                        commit(&writer, &[delivery], &races)
                             .await
                             .map(|mut one| one.remove(0)),
                     );
@@ -191,9 +205,6 @@ async fn write_batches(writer: impl ApplyBatch, mut jobs: mpsc::Receiver<Job>) {
                     let _ = reply.send(probed.clone());
                 }
             }
-        }
-        if jobs.is_empty() {
-            writer.idle().await;
         }
     }
 }

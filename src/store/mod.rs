@@ -80,11 +80,9 @@ pub enum Store {
 
 /// What a write transaction is about to do; each backend begins it as that needs.
 #[derive(Debug, Clone, Copy)]
-pub(super) enum Write<'a> {
-    /// A change of its own: a subscription, a settlement, a requeue.
+pub(super) enum Write {
+    /// A change of its own: a subscription, a settlement, a requeue, an operator's move.
     Plain,
-    /// A change of these orders' shipments, serialised with their events.
-    Orders(&'a [String]),
     /// Turning outbound events into deliveries: one at a time, in the order they were written.
     FanOut,
     /// Leasing due deliveries.
@@ -169,6 +167,11 @@ impl Store {
     /// Whether a webhook could be committed now: a transaction through the writer's queue.
     pub async fn ready(&self) -> Result<(), StoreError> {
         with_backend!(self, |db| db.batcher().probe().await)
+    }
+
+    /// Batches this instance applied again because another writer changed their orders first.
+    pub fn writer_races(&self) -> u64 {
+        with_backend!(self, |db| db.batcher().races())
     }
 
     /// Woken after every commit of this instance that wrote outbound events: the dispatcher

@@ -1,5 +1,7 @@
-//! An operator's change of a shipment: in one transaction, under the same per-order lock as
-//! the order's events, with its announcement written to the outbox beside it.
+//! An operator's change of a shipment: in one transaction, written only over the revision it
+//! read (an event's write in between fails it, and the batch writer's write fails after it:
+//! the revision is part of the order's head), with its announcement written to the outbox
+//! beside it.
 
 use std::sync::LazyLock;
 
@@ -39,26 +41,16 @@ impl Store {
         patch: &ShipmentPatch,
         if_match: Option<i64>,
     ) -> Result<Patched, StoreError> {
-        // The order id never changes, so it can be read before the order is locked.
-        let order_id: Option<String> = with_backend!(self, |db| {
-            let mut conn = db.reader().await?;
-            sqlx::query_scalar("SELECT order_id FROM shipments WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&mut *conn)
-                .await?
-        });
-        let Some(order_id) = order_id else {
-            return Ok(Patched::NotFound);
-        };
         let select = format!("SELECT {SHIPMENT_COLUMNS} FROM shipments WHERE id = $1");
         let changed = with_backend!(self, |db| {
-            let mut tx = db
-                .begin(Write::Orders(std::slice::from_ref(&order_id)))
-                .await?;
-            let row: ShipmentRow = sqlx::query_as(&select)
+            let mut tx = db.begin(Write::Plain).await?;
+            let row: Option<ShipmentRow> = sqlx::query_as(&select)
                 .bind(id)
-                .fetch_one(tx.conn())
+                .fetch_optional(tx.conn())
                 .await?;
+            let Some(row) = row else {
+                return Ok(Patched::NotFound);
+            };
             let current = Shipment::try_from(row)?;
             if if_match.is_some_and(|revision| revision != current.revision) {
                 return Ok(Patched::Stale {

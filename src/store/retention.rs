@@ -177,17 +177,20 @@ impl Store {
         }))
     }
 
-    /// Removes the histories of `orders` that are still closed and inactive, under their
-    /// locks; returns how many orders closed and how many event rows went.
+    /// Removes the histories of `orders` that are still closed and inactive; returns how many
+    /// orders closed and how many event rows went. Each order is marked first, its head
+    /// advanced: a writer that read the order before fails its write and reads it again (too
+    /// late now), and one that wrote first has committed before the removal reads what to
+    /// remove.
     async fn remove_histories(
         &self,
         horizon: DateTime<Utc>,
         orders: &[String],
     ) -> Result<(u64, u64), StoreError> {
         let dialect = self.dialect();
-        let confirm = format!(
-            "SELECT s.order_id FROM shipments s \
-             WHERE {CLOSED_INACTIVE} AND s.order_id IN ({})",
+        let mark = format!(
+            "UPDATE shipments AS s SET history_removed_at = $4, head_seq = s.head_seq + 1 \
+             WHERE {CLOSED_INACTIVE} AND s.order_id IN ({}) RETURNING order_id",
             dialect.json_texts(3)
         )
         .replace("{closed}", &dialect.json_texts(2));
@@ -195,33 +198,23 @@ impl Store {
             "DELETE FROM processed_events WHERE order_id IN ({})",
             dialect.json_texts(1)
         );
-        let mark = format!(
-            "UPDATE shipments SET history_removed_at = $2 WHERE order_id IN ({})",
-            dialect.json_texts(1)
-        );
         let orders_json = json_text(&orders);
         Ok(with_backend!(self, |db| {
-            let mut tx = db.begin(Write::Orders(orders)).await?;
-            let confirmed: Vec<String> = sqlx::query_scalar(&confirm)
+            let mut tx = db.begin(Write::Plain).await?;
+            let marked: Vec<String> = sqlx::query_scalar(&mark)
                 .bind(horizon)
                 .bind(closed_statuses())
                 .bind(&orders_json)
+                .bind(super::now())
                 .fetch_all(tx.conn())
                 .await?;
-            let confirmed = json_text(&confirmed);
             let rows = sqlx::query(&delete)
-                .bind(&confirmed)
-                .execute(tx.conn())
-                .await?
-                .rows_affected();
-            let closed = sqlx::query(&mark)
-                .bind(&confirmed)
-                .bind(super::now())
+                .bind(json_text(&marked))
                 .execute(tx.conn())
                 .await?
                 .rows_affected();
             tx.commit().await?;
-            (closed, rows)
+            (marked.len() as u64, rows)
         }))
     }
 

@@ -1,6 +1,8 @@
 //! Rows as both backends read them, and their conversion into domain values. A row that does
 //! not convert is a corrupt database, reported as an internal error.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::types::Json;
@@ -8,8 +10,10 @@ use uuid::Uuid;
 
 use super::StoreError;
 use crate::domain::order_event::{ORDER_CANCELLED, ORDER_CREATED, ORDER_UPDATED};
-use crate::domain::plan::{KnownEvent, Loaded, StoredShipment};
-use crate::domain::{Address, Change, Fact, Item, OrderState, Outcome, Shipment, ShipmentStatus};
+use crate::domain::plan::{Head, KnownEvent, Loaded, StoredOrder};
+use crate::domain::{
+    Address, Change, Fact, Item, OrderLife, OrderState, Outcome, Shipment, ShipmentStatus,
+};
 
 pub(super) const SHIPMENT_COLUMNS: &str = "seq, id, order_id, customer_id, items, \
      shipping_address, status, version, revision, cancel_reason, carrier, tracking_number, \
@@ -103,24 +107,26 @@ impl TryFrom<EventRecordRow> for EventRecord {
 }
 
 /// What a batch reads, in one statement: the history of the batch's orders (never their
-/// other records: duplicates, events that came too late), every recorded event with one of the
-/// batch's ids with its order's current shipment, and the batch's orders' shipments.
-/// `LoadRow::from_sqlite` reads the columns by position: keep the two in the same order.
+/// other records: duplicates, events that came too late) with their heads, every recorded
+/// event with one of the batch's ids with its order's current shipment, and the batch's
+/// orders' shipments. `LoadRow::from_sqlite` reads the columns by position: keep the two in
+/// the same order.
 pub(super) fn load_sql(orders_param: &str, ids_param: &str) -> String {
     format!(
         "SELECT e.order_id, e.event_id, e.derived_id, e.event_type, e.outcome, e.version, \
-                e.state, e.reason, e.occurred_at, c.id AS current_shipment, \
+                e.state, e.reason, e.occurred_at, e.head_seq, c.id AS current_shipment, \
                 NULL AS operator_status, NULL AS history_removed_at, {NO_SHIPMENT} \
          FROM processed_events e LEFT JOIN shipments c ON c.order_id = e.order_id \
          WHERE (e.order_id {orders_param} AND e.in_history) OR e.event_id {ids_param} \
          UNION ALL \
-         SELECT s.order_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, s.id, \
+         SELECT s.order_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, s.id, \
                 s.operator_status, s.history_removed_at, {SHIPMENT_AS_LOADED} \
          FROM shipments s WHERE s.order_id {orders_param}"
     )
 }
 
-const SHIPMENT_AS_LOADED: &str = "s.seq AS s_seq, s.id AS s_id, s.customer_id AS s_customer_id, \
+const SHIPMENT_AS_LOADED: &str =
+    "s.head_seq AS s_head_seq, s.seq AS s_seq, s.id AS s_id, s.customer_id AS s_customer_id, \
      s.items AS s_items, s.shipping_address AS s_shipping_address, s.status AS s_status, \
      s.version AS s_version, s.revision AS s_revision, s.cancel_reason AS s_cancel_reason, \
      s.carrier AS s_carrier, s.tracking_number AS s_tracking_number, \
@@ -129,7 +135,8 @@ const SHIPMENT_AS_LOADED: &str = "s.seq AS s_seq, s.id AS s_id, s.customer_id AS
 
 /// The shipment's columns of an event's row: none (named here, as a union's first part names
 /// its columns).
-const NO_SHIPMENT: &str = "NULL AS s_seq, NULL AS s_id, NULL AS s_customer_id, \
+const NO_SHIPMENT: &str =
+    "NULL AS s_head_seq, NULL AS s_seq, NULL AS s_id, NULL AS s_customer_id, \
      NULL AS s_items, NULL AS s_shipping_address, NULL AS s_status, NULL AS s_version, \
      NULL AS s_revision, NULL AS s_cancel_reason, NULL AS s_carrier, \
      NULL AS s_tracking_number, NULL AS s_source_event_id, NULL AS s_ordered_at, \
@@ -147,9 +154,11 @@ pub(super) struct LoadRow {
     state: Option<Json<OrderState>>,
     reason: Option<String>,
     occurred_at: Option<DateTime<Utc>>,
+    head_seq: Option<i64>,
     current_shipment: Option<Uuid>,
     operator_status: Option<String>,
     history_removed_at: Option<DateTime<Utc>>,
+    s_head_seq: Option<i64>,
     s_seq: Option<i64>,
     s_id: Option<Uuid>,
     s_customer_id: Option<String>,
@@ -182,24 +191,26 @@ impl LoadRow {
             state: json_column(row, 6)?,
             reason: row.get(7)?,
             occurred_at: row.get(8)?,
-            current_shipment: row.get(9)?,
-            operator_status: row.get(10)?,
-            history_removed_at: row.get(11)?,
-            s_seq: row.get(12)?,
-            s_id: row.get(13)?,
-            s_customer_id: row.get(14)?,
-            s_items: json_column(row, 15)?,
-            s_shipping_address: json_column(row, 16)?,
-            s_status: row.get(17)?,
-            s_version: row.get(18)?,
-            s_revision: row.get(19)?,
-            s_cancel_reason: row.get(20)?,
-            s_carrier: row.get(21)?,
-            s_tracking_number: row.get(22)?,
-            s_source_event_id: row.get(23)?,
-            s_ordered_at: row.get(24)?,
-            s_created_at: row.get(25)?,
-            s_updated_at: row.get(26)?,
+            head_seq: row.get(9)?,
+            current_shipment: row.get(10)?,
+            operator_status: row.get(11)?,
+            history_removed_at: row.get(12)?,
+            s_head_seq: row.get(13)?,
+            s_seq: row.get(14)?,
+            s_id: row.get(15)?,
+            s_customer_id: row.get(16)?,
+            s_items: json_column(row, 17)?,
+            s_shipping_address: json_column(row, 18)?,
+            s_status: row.get(19)?,
+            s_version: row.get(20)?,
+            s_revision: row.get(21)?,
+            s_cancel_reason: row.get(22)?,
+            s_carrier: row.get(23)?,
+            s_tracking_number: row.get(24)?,
+            s_source_event_id: row.get(25)?,
+            s_ordered_at: row.get(26)?,
+            s_created_at: row.get(27)?,
+            s_updated_at: row.get(28)?,
         })
     }
 }
@@ -224,38 +235,79 @@ fn json_column<T: serde::de::DeserializeOwned>(
 }
 
 impl Loaded {
-    pub(super) fn from_rows(rows: Vec<LoadRow>) -> Result<Loaded, StoreError> {
-        let mut loaded = Loaded::default();
+    /// The rows of [`load_sql`] for `orders` (sorted): every order's history only when the
+    /// order was asked for (a batch's id may name an event of another order).
+    pub(super) fn from_rows(rows: Vec<LoadRow>, orders: &[String]) -> Result<Loaded, StoreError> {
+        let mut known = HashMap::new();
+        let mut read: HashMap<String, ReadOrder> = HashMap::new();
         for row in rows {
             if row.event_id.is_none() {
-                let (order_id, stored) = row.into_shipment()?;
-                loaded.shipments.insert(order_id, stored);
+                let (order_id, shipment) = row.into_shipment()?;
+                read.entry(order_id).or_default().shipment = Some(shipment);
                 continue;
             }
             let event = row.into_event()?;
-            loaded.known.insert(event.key, event.known);
-            if let Some((order_id, outcome, fact)) = event.history {
-                loaded
-                    .history
-                    .entry(order_id)
-                    .or_default()
-                    .push((outcome, fact));
+            known.insert(event.key, event.known);
+            if let Some((order_id, outcome, fact, head_seq)) = event.history {
+                if orders.binary_search(&order_id).is_ok() {
+                    let order = read.entry(order_id).or_default();
+                    order.history.push((outcome, fact));
+                    order.first_event_head = order.first_event_head.or(head_seq);
+                }
             }
         }
-        Ok(loaded)
+        let orders = read
+            .into_iter()
+            .map(|(order_id, order)| (order_id, order.into_stored()))
+            .collect();
+        Ok(Loaded { known, orders })
+    }
+}
+
+/// An order's rows as they are read.
+#[derive(Default)]
+struct ReadOrder {
+    history: Vec<(Outcome, Fact)>,
+    first_event_head: Option<i64>,
+    shipment: Option<LoadedShipment>,
+}
+
+struct LoadedShipment {
+    shipment: Shipment,
+    operator_status: Option<ShipmentStatus>,
+    history_removed: bool,
+    head_seq: i64,
+}
+
+impl ReadOrder {
+    fn into_stored(self) -> StoredOrder {
+        let (operator_status, history_removed) = self
+            .shipment
+            .as_ref()
+            .map_or((None, false), |s| (s.operator_status, s.history_removed));
+        let head = match (&self.shipment, self.first_event_head) {
+            (Some(shipment), _) => Head::Shipment(shipment.head_seq),
+            (None, Some(seq)) => Head::FirstEvent(seq),
+            (None, None) => Head::New,
+        };
+        StoredOrder {
+            life: OrderLife::new(self.history, operator_status, history_removed),
+            shipment: self.shipment.map(|s| s.shipment),
+            head,
+        }
     }
 }
 
 /// A loaded event: the record of its id and, when it is part of its order's history, its
-/// place there.
+/// place there (and its head, when it is the order's first).
 struct LoadedEvent {
     key: (String, bool),
     known: KnownEvent,
-    history: Option<(String, Outcome, Fact)>,
+    history: Option<(String, Outcome, Fact, Option<i64>)>,
 }
 
 impl LoadRow {
-    fn into_shipment(self) -> Result<(String, StoredShipment), StoreError> {
+    fn into_shipment(self) -> Result<(String, LoadedShipment), StoreError> {
         let missing = || StoreError::corrupt(format!("shipment {:?} lacks a column", self.s_id));
         let order_id = self.order_id.clone().ok_or_else(missing)?;
         let shipment = ShipmentRow {
@@ -277,12 +329,13 @@ impl LoadRow {
             updated_at: self.s_updated_at.ok_or_else(missing)?,
         }
         .try_into()?;
-        let stored = StoredShipment {
+        let loaded = LoadedShipment {
             shipment,
             operator_status: self.operator_status.as_deref().map(status).transpose()?,
             history_removed: self.history_removed_at.is_some(),
+            head_seq: self.s_head_seq.ok_or_else(missing)?,
         };
-        Ok((order_id, stored))
+        Ok((order_id, loaded))
     }
 
     fn into_event(self) -> Result<LoadedEvent, StoreError> {
@@ -315,7 +368,7 @@ impl LoadRow {
             occurred_at: self.occurred_at,
             change,
         };
-        event.history = Some((order_id, outcome, fact));
+        event.history = Some((order_id, outcome, fact, self.head_seq));
         Ok(event)
     }
 }

@@ -399,9 +399,10 @@ async fn postgres_instances_starting_together_both_serve() {
     assert_eq!(applied, migrations as i64, "each migration applied once");
 }
 
-/// An order's lock is free once its event is answered: two instances take turns on one
-/// order, an operator between them, and each answer comes at the first attempt (a lock kept
-/// by the other instance would hold the order until the statement deadline, then a 503).
+/// Two instances take turns on one order, an operator between them. Each turn after the first
+/// finds the order changed since its instance last wrote it: the guard on the order's head
+/// refuses the write from memory, the order is read again, and the answer still comes at the
+/// first attempt (no order is held by the other instance).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_instances_taking_turns_on_one_order_never_wait_for_each_other() {
     let db = TestDb::create(Backend::Postgres).await;
@@ -443,5 +444,105 @@ async fn postgres_instances_taking_turns_on_one_order_never_wait_for_each_other(
         db.strings("SELECT status FROM shipments").await,
         ["cancelled"],
         "every turn applied"
+    );
+    assert!(
+        writer_races(&client, &first.address).await >= 2,
+        "the first instance wrote twice over changes it had not seen"
+    );
+}
+
+/// Batches an instance applied again after another writer changed their orders first.
+async fn writer_races(client: &reqwest::Client, address: &str) -> u64 {
+    let text = client
+        .get(format!("{address}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix("writer_races_total "))
+        .expect("writer_races_total is exported")
+        .parse()
+        .unwrap()
+}
+
+/// Two instances race on two orders' updates: senders post versions 2..=UPDATES of both orders
+/// to both instances at once, so each instance keeps writing over changes the other made, and
+/// batches hold both orders in either order. Every answer is a 2xx, every event is recorded
+/// once, each shipment ends at its highest version, and the races were real (the instances
+/// counted writes their guard refused).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_instances_racing_on_the_same_orders_end_at_their_fold() {
+    const UPDATES: i64 = 150;
+    const SENDERS_PER_INSTANCE: i64 = 4;
+    const ORDERS: [&str; 2] = ["ORD-RACE-A", "ORD-RACE-B"];
+    let db = TestDb::create(Backend::Postgres).await;
+    let env = test_env(&db);
+    let (first, second) = tokio::join!(start(&env), start(&env));
+    let client = reqwest::Client::new();
+    let post = |address: String, event: Value| {
+        let client = client.clone();
+        async move {
+            let body = serde_json::to_vec(&event).unwrap();
+            post_signed_to(&client, &address, &body)
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    for order in ORDERS {
+        let created = lifecycle_event("order.created", order, Some(1));
+        assert_eq!(post(first.address.clone(), created).await, 201);
+    }
+
+    let senders = (0..2 * SENDERS_PER_INSTANCE).map(|sender| {
+        let address = [&first, &second][(sender % 2) as usize].address.clone();
+        let post = &post;
+        async move {
+            let mut statuses = Vec::new();
+            let mut version = 2 + sender;
+            while version <= UPDATES {
+                // One sender takes the orders in turn, the next the other way round.
+                let mut orders = ORDERS;
+                if (sender + version) % 2 == 0 {
+                    orders.reverse();
+                }
+                let posts = orders.map(|order| {
+                    let mut event = lifecycle_event("order.updated", order, Some(version));
+                    event["data"]["customer_id"] = json!(format!("{order}-v{version}"));
+                    post(address.clone(), event)
+                });
+                statuses.extend(futures_util::future::join_all(posts).await);
+                version += 2 * SENDERS_PER_INSTANCE;
+            }
+            statuses
+        }
+    });
+    let statuses: Vec<u16> = futures_util::future::join_all(senders)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+
+    assert_eq!(statuses.len(), 2 * (UPDATES as usize - 1));
+    assert!(statuses.iter().all(|status| *status == 200), "{statuses:?}");
+    assert_eq!(
+        db.strings("SELECT customer_id || '|' || version FROM shipments ORDER BY order_id")
+            .await,
+        ORDERS.map(|order| format!("{order}-v{UPDATES}|{UPDATES}"))
+    );
+    assert_eq!(
+        db.strings("SELECT count(DISTINCT event_id)::text FROM processed_events")
+            .await,
+        [(2 * UPDATES).to_string()]
+    );
+    let races =
+        writer_races(&client, &first.address).await + writer_races(&client, &second.address).await;
+    assert!(
+        races > 0,
+        "the instances never wrote over each other's changes"
     );
 }

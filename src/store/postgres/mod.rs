@@ -1,20 +1,19 @@
 //! PostgreSQL. Webhooks go through the group-committing writer (`batch.rs`) on a connection
-//! of its own; a batch is three set-based statements over arrays, whatever its size: lock its
-//! orders, load what the fold needs, and save its events, shipments and outbound events (see
-//! `PgWriter`). Several instances share one database safely: every writer of an order takes
-//! the order's advisory lock first and keeps it until its write has committed, and every write
-//! of a shipment is guarded by the revision it read, so a writer that missed a change fails
-//! instead of overwriting it. The other writes and all reads use the pool.
+//! of its own: a batch is one set-based statement over arrays whatever its size, after one
+//! that reads the orders the writer does not remember (see `PgWriter`). Several instances
+//! share one database safely without locking orders: every write of an order is guarded by
+//! the order's head (`domain::plan`), so a writer that missed another's change fails instead
+//! of overwriting it, and applies its batch again. The other writes and all reads use the pool.
 
 use std::str::FromStr;
 use std::sync::Arc;
 
-use sha2::{Digest, Sha256};
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Connection, PgConnection, Postgres};
 use tokio::sync::Notify;
 
+mod recent;
 mod writer;
 
 use super::batch::{Batcher, COMMIT_DEADLINE};
@@ -112,12 +111,9 @@ impl PgStore {
 
     /// A transaction begun, in one round trip, with what `write` needs: the locks it takes
     /// and the settings it runs under.
-    pub(super) async fn begin(&self, write: Write<'_>) -> Result<WriteTx<Postgres>, StoreError> {
+    pub(super) async fn begin(&self, write: Write) -> Result<WriteTx<Postgres>, StoreError> {
         let begin = match write {
             Write::Plain => "BEGIN".to_owned(),
-            Write::Orders(orders) => {
-                format!("BEGIN; {}", lock_statement("pg_advisory_xact_lock", orders))
-            }
             Write::FanOut => {
                 format!("BEGIN; {WITHOUT_FLUSH}; SELECT pg_advisory_xact_lock({FAN_OUT_LOCK})")
             }
@@ -200,30 +196,4 @@ async fn check_reachable(options: &PgConnectOptions) -> Result<(), ConnectError>
         Ok(Err(error)) => Err(error.into()),
         Ok(Ok(conn)) => Ok(conn.close().await?),
     }
-}
-
-/// The advisory lock keys of some orders, ascending (so two lockers never deadlock) and
-/// without repeats: a hash of the order id computed here, the same in every instance (two
-/// orders sharing one only wait for each other).
-fn lock_keys(orders: &[String]) -> Vec<i64> {
-    let mut keys: Vec<i64> = orders
-        .iter()
-        .map(|order| {
-            let digest = Sha256::digest(order.as_bytes());
-            i64::from_be_bytes(digest[..8].try_into().expect("eight bytes"))
-        })
-        .collect();
-    keys.sort_unstable();
-    keys.dedup();
-    keys
-}
-
-/// `SELECT pg_advisory_lock(key) ...` over the keys of `orders`, as `lock` names it; only
-/// integers are written into the statement.
-pub(super) fn lock_statement(lock: &str, orders: &[String]) -> String {
-    let keys: Vec<String> = lock_keys(orders).iter().map(i64::to_string).collect();
-    format!(
-        "SELECT {lock}(key) FROM unnest('{{{}}}'::int8[]) AS key",
-        keys.join(",")
-    )
 }

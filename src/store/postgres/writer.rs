@@ -1,149 +1,205 @@
-//! The PostgreSQL batch writer: a batch of webhook deliveries in three set-based statements
-//! over arrays, whatever its size (see [`PgWriter`]).
+//! The PostgreSQL batch writer: a batch of webhook deliveries in one set-based statement
+//! over arrays whatever its size, preceded by a read of its orders only where the writer does
+//! not remember them (see [`PgWriter`]).
 
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{Connection, Executor, PgConnection};
+use sqlx::{Connection, PgConnection};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use super::lock_statement;
-use crate::domain::plan::{self, Loaded, Plan};
+use super::recent::{Recalled, RecentOrders};
+use crate::domain::plan::{self, Loaded, Plan, StoredOrder};
 use crate::domain::{Applied, Delivery};
 use crate::store::batch::ApplyBatch;
 use crate::store::outbox::insert_outbound;
 use crate::store::rows::{load_sql, LoadRow};
 use crate::store::{json_text, StoreError};
 
-const UNLOCK: &str = "SELECT pg_advisory_unlock_all()";
-
-/// The batch writer. Its connection is its own, not the pool's: between two batches it may
-/// still hold the previous batch's order locks, which must never pass to another user.
+/// The batch writer, on a connection of its own (with the planner settings its statements
+/// need), with its memory of recent orders.
 pub(super) struct PgWriter {
     options: PgConnectOptions,
-    conn: tokio::sync::Mutex<Option<PgConnection>>,
-    wakeup: Arc<Notify>,
+    state: tokio::sync::Mutex<WriterState>,
+    wakeup: std::sync::Arc<Notify>,
+}
+
+#[derive(Default)]
+struct WriterState {
+    conn: Option<PgConnection>,
+    recent: RecentOrders,
 }
 
 impl PgWriter {
-    pub(super) fn new(options: PgConnectOptions, wakeup: Arc<Notify>) -> PgWriter {
+    pub(super) fn new(options: PgConnectOptions, wakeup: std::sync::Arc<Notify>) -> PgWriter {
         PgWriter {
             options,
-            conn: tokio::sync::Mutex::new(None),
+            state: tokio::sync::Mutex::default(),
             wakeup,
         }
     }
 }
 
-/// A batch in three round trips, none of them a BEGIN or a COMMIT: lock the batch's orders
-/// (session locks, releasing the previous batch's), load (a statement of its own, so its
-/// snapshot is taken after the locks are held), and save, one statement that commits
-/// atomically and durably on its own. The locks are released only after that commit: by the
-/// next batch's first statement, or by `idle` when no batch follows.
+/// A batch is one statement that commits atomically and durably on its own, after one that
+/// reads the orders the writer does not remember (none, for new orders and orders it wrote
+/// lately). No order is locked: every write is guarded by its order's head (`domain::plan`).
+/// A batch that finds a head moved fails as a conflict and forgets its orders, so the batcher's
+/// next try reads them, under lock (`write_batch`).
 impl ApplyBatch for PgWriter {
     async fn apply_batch(&self, deliveries: &[&Delivery]) -> Result<Vec<Applied>, StoreError> {
-        let mut slot = self.conn.lock().await;
+        let mut state = self.state.lock().await;
+        let WriterState { conn, recent } = &mut *state;
         // Out of the slot while in use: a batch abandoned half-way (deadline, panic) drops
-        // its connection, and the server releases every lock it held.
-        let mut conn = match slot.take() {
-            Some(conn) => conn,
+        // its connection.
+        let mut connection = match conn.take() {
+            Some(connection) => connection,
             None => PgConnection::connect_with(&self.options)
                 .await
                 .map_err(StoreError::unavailable)?,
         };
-        let result = write_batch(&mut conn, deliveries).await;
+        let recalled = recent.recall(deliveries);
+        let result = write_batch(&mut connection, deliveries, recalled).await;
         // After an error of the server the connection is as good as before; after a lost
         // connection or a timeout it is not.
         if !matches!(result, Err(StoreError::Unavailable(_))) {
-            *slot = Some(conn);
+            *conn = Some(connection);
         }
-        let (answers, announced) = result?;
-        if announced > 0 {
-            self.wakeup.notify_one();
-        }
-        Ok(answers)
-    }
-
-    async fn idle(&self) {
-        let mut slot = self.conn.lock().await;
-        if let Some(conn) = slot.as_mut() {
-            if let Err(error) = conn.execute(UNLOCK).await {
-                tracing::warn!(%error, "the batch writer could not release its order locks; reconnecting");
-                *slot = None;
+        match result {
+            Ok((answers, announced, orders)) => {
+                recent.remember(orders);
+                if announced > 0 {
+                    self.wakeup.notify_one();
+                }
+                Ok(answers)
+            }
+            Err(error) => {
+                recent.doubt(plan::orders_of(deliveries));
+                Err(error)
             }
         }
     }
 }
 
-/// Returns each delivery's answer and how many outbound events were written.
+/// Each delivery's answer, how many outbound events were written and the batch's orders as
+/// stored now.
+type Written = (Vec<Applied>, i64, Vec<(String, StoredOrder)>);
+
+/// Writes the batch: one statement, or, when some of its orders lost a race lately, a
+/// transaction that locks those orders' guard rows before it reads them.
 async fn write_batch(
     conn: &mut PgConnection,
     deliveries: &[&Delivery],
-) -> Result<(Vec<Applied>, i64), StoreError> {
-    let orders = plan::orders_of(deliveries);
-    conn.execute(relock(&orders).as_str()).await?;
-    let rows: Vec<LoadRow> = sqlx::query_as(&LOAD)
-        .bind(&orders)
-        .bind(plan::event_ids_of(deliveries))
-        .fetch_all(&mut *conn)
+    recalled: Recalled,
+) -> Result<Written, StoreError> {
+    if recalled.orders_to_lock.is_empty() {
+        return read_and_save(conn, deliveries, recalled).await;
+    }
+    let mut transaction = conn.begin().await?;
+    sqlx::query(LOCK)
+        .bind(&recalled.orders_to_lock)
+        .execute(&mut *transaction)
         .await?;
+    let written = read_and_save(&mut transaction, deliveries, recalled).await?;
+    transaction.commit().await?;
+    Ok(written)
+}
+
+/// Locks the rows that guard the orders (their shipments, their heads), in order, so that
+/// two such transactions never wait for each other in a circle.
+const LOCK: &str = "\
+    WITH shipments_locked AS ( \
+      SELECT 1 FROM shipments WHERE order_id = ANY($1) ORDER BY order_id FOR UPDATE \
+    ), heads_locked AS ( \
+      SELECT 1 FROM processed_events WHERE order_id = ANY($1) AND head_seq IS NOT NULL \
+      ORDER BY order_id FOR UPDATE \
+    ) \
+    SELECT (SELECT count(*) FROM shipments_locked) + (SELECT count(*) FROM heads_locked)";
+
+async fn read_and_save(
+    conn: &mut PgConnection,
+    deliveries: &[&Delivery],
+    recalled: Recalled,
+) -> Result<Written, StoreError> {
+    let Recalled {
+        orders_to_read,
+        ids_to_read,
+        remembered,
+        ..
+    } = recalled;
+    // A readiness probe (no deliveries) still reads the tables, so it waits where a webhook
+    // would.
+    let nothing_to_read = orders_to_read.is_empty() && ids_to_read.is_empty();
+    let mut loaded = if nothing_to_read && !deliveries.is_empty() {
+        Loaded::default()
+    } else {
+        let rows: Vec<LoadRow> = sqlx::query_as(&LOAD)
+            .bind(&orders_to_read)
+            .bind(&ids_to_read)
+            .fetch_all(&mut *conn)
+            .await?;
+        Loaded::from_rows(rows, &orders_to_read)?
+    };
+    loaded.orders.extend(remembered.orders);
     let now = crate::store::now();
-    let plan = plan::plan(deliveries, Loaded::from_rows(rows)?, now);
+    let plan = plan::plan(deliveries, loaded, now);
     // A batch of redeliveries skips the statement that would insert nothing.
     let announced = if plan.writes_nothing() {
         0
     } else {
         save(conn, &plan, now).await?
     };
-    Ok((plan.answers, announced))
-}
-
-/// The batch writer's first statement: the previous batch's locks released, this one's taken.
-fn relock(orders: &[String]) -> String {
-    format!("{UNLOCK}; {}", lock_statement("pg_advisory_lock", orders))
+    Ok((plan.answers, announced, plan.orders))
 }
 
 /// The batch's statements, built once: they are the same text every time.
 static LOAD: LazyLock<String> = LazyLock::new(|| load_sql("= ANY($1)", "= ANY($2)"));
 
-/// Events, shipments and outbound events in one statement. A new shipment is inserted (a
-/// second one for its order breaks the unique key: a race lost); a changed one is updated only
-/// where it is still at the revision the batch read, and `shipping_expect_rows` fails the
-/// whole statement when one was not.
+/// Events, heads, shipments and outbound events in one statement. A new order's first event
+/// is inserted as its head and a new shipment as one more row of its order (a second of either
+/// breaks a unique key: a race lost); a head or a shipment that was read is advanced only
+/// where it is still as read, and `shipping_expect_rows` fails the whole statement when one
+/// was not.
 static SAVE: LazyLock<String> = LazyLock::new(|| {
     let announce = insert_outbound(
         "SELECT id, shipment_id, event_type, body, $1 \
-         FROM unnest($27::uuid[], $28::uuid[], $29::text[], $30::text[]) \
+         FROM unnest($32::uuid[], $33::uuid[], $34::text[], $35::text[]) \
               AS o(id, shipment_id, event_type, body)",
     );
     format!(
         "WITH events AS ( \
            INSERT INTO processed_events (event_id, derived_id, event_type, order_id, outcome, \
                                          shipment_id, version, state, reason, occurred_at, \
-                                         in_history, received_at) \
+                                         in_history, head_seq, received_at) \
            SELECT event_id, derived_id, event_type, order_id, outcome, shipment_id, \
-                  version, state::jsonb, reason, occurred_at, in_history, $1 \
+                  version, state::jsonb, reason, occurred_at, in_history, head_seq, $1 \
            FROM unnest($2::text[], $3::bool[], $4::text[], $5::text[], $6::text[], $7::uuid[], \
-                       $8::int8[], $9::text[], $10::text[], $11::timestamptz[], $32::bool[]) \
+                       $8::int8[], $9::text[], $10::text[], $11::timestamptz[], $12::bool[], \
+                       $13::int8[]) \
                 AS e(event_id, derived_id, event_type, order_id, outcome, shipment_id, \
-                     version, state, reason, occurred_at, in_history) \
+                     version, state, reason, occurred_at, in_history, head_seq) \
+         ), heads AS ( \
+           UPDATE processed_events p SET head_seq = h.read_seq + 1 \
+           FROM unnest($36::text[], $37::int8[]) AS h(order_id, read_seq) \
+           WHERE p.order_id = h.order_id AND p.head_seq = h.read_seq \
+           RETURNING 1 \
          ), written AS ( \
-           SELECT * FROM unnest($12::uuid[], $13::text[], $14::text[], $15::text[], \
-                                $16::text[], $17::text[], $18::int8[], $19::int8[], \
-                                $20::text[], $21::text[], $22::text[], $23::text[], \
-                                $24::timestamptz[], $25::timestamptz[], $26::int8[]) \
+           SELECT * FROM unnest($14::uuid[], $15::text[], $16::text[], $17::text[], \
+                                $18::text[], $19::text[], $20::int8[], $21::int8[], \
+                                $22::text[], $23::text[], $24::text[], $25::text[], \
+                                $26::timestamptz[], $27::timestamptz[], $28::timestamptz[], \
+                                $29::int8[], $30::int8[], $31::int8[]) \
              AS w(id, order_id, customer_id, items, shipping_address, status, version, \
                   revision, cancel_reason, carrier, tracking_number, source_event_id, \
-                  ordered_at, created_at, read_revision) \
+                  ordered_at, created_at, updated_at, head_seq, read_revision, read_head_seq) \
          ), created AS ( \
            INSERT INTO shipments (id, order_id, customer_id, items, shipping_address, status, \
                                   version, revision, cancel_reason, carrier, tracking_number, \
-                                  source_event_id, ordered_at, created_at, updated_at) \
+                                  source_event_id, ordered_at, created_at, updated_at, head_seq) \
            SELECT id, order_id, customer_id, items::jsonb, shipping_address::jsonb, status, \
                   version, revision, cancel_reason, carrier, tracking_number, \
-                  source_event_id, ordered_at, created_at, $1 \
+                  source_event_id, ordered_at, created_at, updated_at, head_seq \
            FROM written WHERE read_revision IS NULL \
          ), changed AS ( \
            UPDATE shipments s SET customer_id = w.customer_id, items = w.items::jsonb, \
@@ -151,15 +207,17 @@ static SAVE: LazyLock<String> = LazyLock::new(|| {
                   version = w.version, revision = w.revision, \
                   cancel_reason = w.cancel_reason, carrier = w.carrier, \
                   tracking_number = w.tracking_number, ordered_at = w.ordered_at, \
-                  updated_at = $1 \
+                  updated_at = w.updated_at, head_seq = w.head_seq \
            FROM written w \
            WHERE s.id = w.id AND s.revision = w.read_revision \
+             AND s.head_seq = w.read_head_seq \
            RETURNING 1 \
          ), announced AS ( \
            {announce} RETURNING 1 \
          ) \
-         SELECT shipping_expect_rows($31, (SELECT count(*) FROM changed), \
-                                     'shipments changed since the batch read them'), \
+         SELECT shipping_expect_rows($38, \
+                  (SELECT count(*) FROM changed) + (SELECT count(*) FROM heads), \
+                  'orders changed since the batch read them'), \
                 (SELECT count(*) FROM announced)"
     )
 });
@@ -184,9 +242,9 @@ async fn save(
         events.reasons.push(row.reason());
         events.occurred_ats.push(row.occurred_at);
         events.in_history.push(row.outcome.joins_history());
+        events.head_seqs.push(row.head_seq);
     }
     let mut shipments = ShipmentColumns::default();
-    let mut updates = 0_i64;
     for write in &plan.shipments {
         let shipment = &write.shipment;
         shipments.ids.push(shipment.id);
@@ -209,9 +267,20 @@ async fn save(
         shipments.source_event_ids.push(&shipment.source_event_id);
         shipments.ordered_ats.push(shipment.ordered_at);
         shipments.created_ats.push(shipment.created_at);
-        shipments.read_revisions.push(write.read_revision);
-        updates += i64::from(write.read_revision.is_some());
+        shipments.updated_ats.push(shipment.updated_at);
+        shipments.head_seqs.push(write.head_seq);
+        shipments
+            .read_revisions
+            .push(write.read.map(|(revision, _)| revision));
+        shipments
+            .read_head_seqs
+            .push(write.read.map(|(_, head_seq)| head_seq));
     }
+    let (head_orders, head_seqs): (Vec<&str>, Vec<i64>) = plan
+        .heads
+        .iter()
+        .map(|head| (head.order_id.as_str(), head.read_seq))
+        .unzip();
     let mut outbox = OutboxColumns::default();
     for row in &plan.outbox {
         outbox.ids.push(row.id);
@@ -231,6 +300,8 @@ async fn save(
         .bind(events.states)
         .bind(events.reasons)
         .bind(events.occurred_ats)
+        .bind(events.in_history)
+        .bind(events.head_seqs)
         .bind(shipments.ids)
         .bind(shipments.order_ids)
         .bind(shipments.customer_ids)
@@ -245,13 +316,17 @@ async fn save(
         .bind(shipments.source_event_ids)
         .bind(shipments.ordered_ats)
         .bind(shipments.created_ats)
+        .bind(shipments.updated_ats)
+        .bind(shipments.head_seqs)
         .bind(shipments.read_revisions)
+        .bind(shipments.read_head_seqs)
         .bind(outbox.ids)
         .bind(outbox.shipment_ids)
         .bind(outbox.types)
         .bind(outbox.bodies)
-        .bind(updates)
-        .bind(events.in_history)
+        .bind(head_orders)
+        .bind(head_seqs)
+        .bind(plan.guarded_rows())
         .fetch_one(&mut *conn)
         .await?;
     Ok(announced)
@@ -278,6 +353,7 @@ struct EventColumns<'a> {
     reasons: Vec<Option<&'a str>>,
     occurred_ats: Vec<Option<DateTime<Utc>>>,
     in_history: Vec<bool>,
+    head_seqs: Vec<Option<i64>>,
 }
 
 #[derive(Default)]
@@ -296,5 +372,8 @@ struct ShipmentColumns<'a> {
     source_event_ids: Vec<&'a str>,
     ordered_ats: Vec<DateTime<Utc>>,
     created_ats: Vec<DateTime<Utc>>,
+    updated_ats: Vec<DateTime<Utc>>,
+    head_seqs: Vec<i64>,
     read_revisions: Vec<Option<i64>>,
+    read_head_seqs: Vec<Option<i64>>,
 }

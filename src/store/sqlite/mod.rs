@@ -127,11 +127,11 @@ impl SqliteStore {
     /// commit without syncing the disk: what a crash loses of them is done again (events
     /// fanned out again, deliveries claimed again), which at-least-once allows; every other
     /// commit syncs, and with it everything written before.
-    pub(super) async fn begin(&self, write: Write<'_>) -> Result<WriteTx<Sqlite>, StoreError> {
+    pub(super) async fn begin(&self, write: Write) -> Result<WriteTx<Sqlite>, StoreError> {
         let turn = self.write_turn.clone().lock_owned().await;
         let begin = match write {
             Write::FanOut | Write::Claim => "PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE",
-            Write::Plain | Write::Orders(_) => "PRAGMA synchronous = FULL; BEGIN IMMEDIATE",
+            Write::Plain => "PRAGMA synchronous = FULL; BEGIN IMMEDIATE",
         };
         let tx = self.writer.begin_with(begin).await?;
         Ok(WriteTx {

@@ -65,18 +65,19 @@ impl SqliteWriter {
         // IMMEDIATE takes the write lock up front: it is the lock on every order at once, and
         // what is read below cannot change before the commit.
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let orders = plan::orders_of(deliveries);
         let rows = tx
             .prepare_cached(&LOAD)?
             .query_map(
                 params![
-                    json_text(&plan::orders_of(deliveries)),
+                    json_text(&orders),
                     json_text(&plan::event_ids_of(deliveries)),
                 ],
                 LoadRow::from_sqlite,
             )?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         let now = crate::store::now();
-        let plan = plan::plan(deliveries, Loaded::from_rows(rows)?, now);
+        let plan = plan::plan(deliveries, Loaded::from_rows(rows, &orders)?, now);
         let announced = save(&tx, &plan, now)?;
         tx.commit()?;
         Ok((plan.answers, announced))
@@ -85,16 +86,16 @@ impl SqliteWriter {
 
 /// One prepared statement per table, run once per row: calls into the library in this
 /// thread, each cheaper than encoding the rows for one statement. Times are written as text
-/// the way sqlx writes them, since the other connections read and compare them. A changed
-/// shipment is written only over the revision the batch read. Returns how many outbound
-/// events were written.
+/// the way sqlx writes them, since the other connections read and compare them. A shipment
+/// or a head is written only over what the batch read (the plan's guards; under the write lock
+/// they always hold). Returns how many outbound events were written.
 fn save(conn: &Connection, plan: &Plan<'_>, now: DateTime<Utc>) -> Result<usize, StoreError> {
     let received_at = time_text(now);
     let mut insert_event = conn.prepare_cached(
         "INSERT INTO processed_events (event_id, derived_id, event_type, order_id, outcome, \
                                        shipment_id, version, state, reason, occurred_at, \
-                                       received_at, in_history) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                                       received_at, in_history, head_seq) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )?;
     for row in &plan.events {
         insert_event.execute(params![
@@ -110,19 +111,32 @@ fn save(conn: &Connection, plan: &Plan<'_>, now: DateTime<Utc>) -> Result<usize,
             row.occurred_at.map(time_text),
             received_at,
             row.outcome.joins_history(),
+            row.head_seq,
         ])?;
+    }
+    let mut advance_head = conn.prepare_cached(
+        "UPDATE processed_events SET head_seq = ?2 + 1 \
+         WHERE order_id = ?1 AND in_history AND head_seq = ?2",
+    )?;
+    for head in &plan.heads {
+        if advance_head.execute(params![head.order_id, head.read_seq])? != 1 {
+            return Err(StoreError::stale(format!(
+                "order {} changed after its head {} was read",
+                head.order_id, head.read_seq
+            )));
+        }
     }
     let mut insert_shipment = conn.prepare_cached(
         "INSERT INTO shipments (id, order_id, customer_id, items, shipping_address, status, \
                                 version, revision, cancel_reason, carrier, tracking_number, \
-                                source_event_id, ordered_at, created_at, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                                source_event_id, ordered_at, created_at, updated_at, head_seq) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
     )?;
     let mut update_shipment = conn.prepare_cached(
         "UPDATE shipments SET customer_id = ?3, items = ?4, shipping_address = ?5, \
                 status = ?6, version = ?7, revision = ?8, cancel_reason = ?9, carrier = ?10, \
-                tracking_number = ?11, ordered_at = ?13, updated_at = ?15 \
-         WHERE id = ?1 AND revision = ?16",
+                tracking_number = ?11, ordered_at = ?13, updated_at = ?15, head_seq = ?16 \
+         WHERE id = ?1 AND revision = ?17 AND head_seq = ?18",
     )?;
     for write in &plan.shipments {
         let shipment = &write.shipment;
@@ -142,17 +156,18 @@ fn save(conn: &Connection, plan: &Plan<'_>, now: DateTime<Utc>) -> Result<usize,
             time_text(shipment.ordered_at),
             time_text(shipment.created_at),
             time_text(shipment.updated_at),
+            write.head_seq,
         ];
-        match write.read_revision {
+        match &write.read {
             None => {
                 insert_shipment.execute(columns)?;
             }
-            Some(read) => {
+            Some((revision, head_seq)) => {
                 let mut guarded = columns.to_vec();
-                guarded.push(&read);
+                guarded.extend([revision as &dyn rusqlite::ToSql, head_seq]);
                 if update_shipment.execute(guarded.as_slice())? != 1 {
                     return Err(StoreError::stale(format!(
-                        "shipment {} changed after revision {read} was read",
+                        "shipment {} changed after revision {revision} was read",
                         shipment.id
                     )));
                 }
