@@ -66,8 +66,11 @@ impl PgStore {
         // hash every shipment to join a batch's few orders, a cost that grows with the tables:
         // on the writer's connection it is told not to. That makes the one real scan (of the
         // few subscriptions) look expensive enough to be JIT-compiled, a compilation that
-        // costs far more than the scan: no JIT there either.
+        // costs far more than the scan: no JIT there either. Its statements' plans do not
+        // depend on the values in their arrays, and planning the batch statement anew each
+        // time would cost more than executing it: the writer plans each statement once.
         let writer = pooled.clone().options([
+            ("plan_cache_mode", "force_generic_plan"),
             ("enable_seqscan", "off"),
             ("enable_hashjoin", "off"),
             ("enable_mergejoin", "off"),
