@@ -1,8 +1,10 @@
 -- Informational: the same per-event work as pg_ceiling_minimal.sql on the service's own schema
 -- (its wider rows and extra indexes), run the same way.
 WITH e AS (
-    INSERT INTO processed_events (event_id, derived_id, event_type, order_id, outcome, shipment_id, received_at)
-    VALUES (gen_random_uuid()::text, false, 'order.created', gen_random_uuid()::text, 'processed', gen_random_uuid(), now())
+    INSERT INTO processed_events (event_id, derived_id, event_type, order_id, outcome, shipment_id,
+                                  in_history, head_seq, received_at)
+    VALUES (gen_random_uuid()::text, false, 'order.created', gen_random_uuid()::text, 'processed',
+            gen_random_uuid(), true, 1, now())
     ON CONFLICT DO NOTHING
     RETURNING event_id, order_id, shipment_id
 )

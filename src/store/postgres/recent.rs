@@ -10,10 +10,9 @@ use std::collections::HashMap;
 use crate::domain::plan::{Loaded, StoredOrder};
 use crate::domain::{Change, Delivery, Event};
 
-/// Orders remembered per generation; at most two generations are kept. An order's events
-/// come seconds apart, so this covers the orders in flight at thousands of events a second,
-/// in a few MiB.
-const GENERATION: usize = 2048;
+/// Orders remembered per generation; at most two generations are kept (~2 KiB an order). An
+/// order's next event usually comes within seconds, while its order is still remembered.
+const GENERATION: usize = 1024;
 
 #[derive(Default)]
 pub(super) struct RecentOrders {
