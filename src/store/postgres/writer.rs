@@ -160,13 +160,41 @@ static LOAD: LazyLock<String> = LazyLock::new(|| load_sql("= ANY($1)", "= ANY($2
 /// is inserted as its head and a new shipment as one more row of its order (a second of either
 /// breaks a unique key: a race lost); a head or a shipment that was read is advanced only
 /// where it is still as read, and `shipping_expect_rows` fails the whole statement when one
-/// was not.
-static SAVE: LazyLock<String> = LazyLock::new(|| {
+/// was not. Two shapes, built once: a batch that only inserts (new orders, records) runs the
+/// one without the guarded updates, whose mere set-up costs the database on every execution.
+static SAVE: LazyLock<[String; 2]> = LazyLock::new(|| [save_sql(false), save_sql(true)]);
+
+fn save_sql(guarded: bool) -> String {
     let announce = insert_outbound(
         "SELECT id, shipment_id, event_type, body, $1 \
          FROM unnest($32::uuid[], $33::uuid[], $34::text[], $35::text[]) \
               AS o(id, shipment_id, event_type, body)",
     );
+    let (heads, changed, checked) = if guarded {
+        (
+            "), heads AS ( \
+               UPDATE processed_events p SET head_seq = h.read_seq + 1 \
+               FROM unnest($36::text[], $37::int8[]) AS h(order_id, read_seq) \
+               WHERE p.order_id = h.order_id AND p.head_seq = h.read_seq \
+               RETURNING 1 ",
+            "), changed AS ( \
+               UPDATE shipments s SET customer_id = w.customer_id, items = w.items::jsonb, \
+                      shipping_address = w.shipping_address::jsonb, status = w.status, \
+                      version = w.version, revision = w.revision, \
+                      cancel_reason = w.cancel_reason, carrier = w.carrier, \
+                      tracking_number = w.tracking_number, ordered_at = w.ordered_at, \
+                      updated_at = w.updated_at, head_seq = w.head_seq \
+               FROM written w \
+               WHERE s.id = w.id AND s.revision = w.read_revision \
+                 AND s.head_seq = w.read_head_seq \
+               RETURNING 1 ",
+            "shipping_expect_rows($38, \
+               (SELECT count(*) FROM changed) + (SELECT count(*) FROM heads), \
+               'orders changed since the batch read them')",
+        )
+    } else {
+        ("", "", "$38::int8")
+    };
     format!(
         "WITH events AS ( \
            INSERT INTO processed_events (event_id, derived_id, event_type, order_id, outcome, \
@@ -179,12 +207,7 @@ static SAVE: LazyLock<String> = LazyLock::new(|| {
                        $13::int8[]) \
                 AS e(event_id, derived_id, event_type, order_id, outcome, shipment_id, \
                      version, state, reason, occurred_at, in_history, head_seq) \
-         ), heads AS ( \
-           UPDATE processed_events p SET head_seq = h.read_seq + 1 \
-           FROM unnest($36::text[], $37::int8[]) AS h(order_id, read_seq) \
-           WHERE p.order_id = h.order_id AND p.head_seq = h.read_seq \
-           RETURNING 1 \
-         ), written AS ( \
+         {heads}), written AS ( \
            SELECT * FROM unnest($14::uuid[], $15::text[], $16::text[], $17::text[], \
                                 $18::text[], $19::text[], $20::int8[], $21::int8[], \
                                 $22::text[], $23::text[], $24::text[], $25::text[], \
@@ -201,26 +224,12 @@ static SAVE: LazyLock<String> = LazyLock::new(|| {
                   version, revision, cancel_reason, carrier, tracking_number, \
                   source_event_id, ordered_at, created_at, updated_at, head_seq \
            FROM written WHERE read_revision IS NULL \
-         ), changed AS ( \
-           UPDATE shipments s SET customer_id = w.customer_id, items = w.items::jsonb, \
-                  shipping_address = w.shipping_address::jsonb, status = w.status, \
-                  version = w.version, revision = w.revision, \
-                  cancel_reason = w.cancel_reason, carrier = w.carrier, \
-                  tracking_number = w.tracking_number, ordered_at = w.ordered_at, \
-                  updated_at = w.updated_at, head_seq = w.head_seq \
-           FROM written w \
-           WHERE s.id = w.id AND s.revision = w.read_revision \
-             AND s.head_seq = w.read_head_seq \
-           RETURNING 1 \
-         ), announced AS ( \
+         {changed}), announced AS ( \
            {announce} RETURNING 1 \
          ) \
-         SELECT shipping_expect_rows($38, \
-                  (SELECT count(*) FROM changed) + (SELECT count(*) FROM heads), \
-                  'orders changed since the batch read them'), \
-                (SELECT count(*) FROM announced)"
+         SELECT {checked}, (SELECT count(*) FROM announced)"
     )
-});
+}
 
 /// Every row of the batch in one statement: its events, its shipments, its outbound events.
 /// Returns how many outbound events were written.
@@ -288,7 +297,7 @@ async fn save(
         outbox.types.push(row.change.as_str());
         outbox.bodies.push(&row.body);
     }
-    let (_, announced): (i64, i64) = sqlx::query_as(&SAVE)
+    let (_, announced): (i64, i64) = sqlx::query_as(&SAVE[usize::from(plan.guarded_rows() > 0)])
         .bind(now)
         .bind(events.event_ids)
         .bind(events.derived_ids)
