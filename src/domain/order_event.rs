@@ -27,6 +27,23 @@ pub struct Delivery {
     pub event: Event,
 }
 
+#[cfg(test)]
+impl Delivery {
+    /// An order event with a sender's id and no version, for the unit tests of every module.
+    pub fn example(event_id: &str, order_id: &str, change: Change) -> Delivery {
+        Delivery {
+            event_id: event_id.into(),
+            derived_id: false,
+            event: Event::Order(OrderEvent {
+                order_id: order_id.into(),
+                version: None,
+                occurred_at: Some(chrono::DateTime::UNIX_EPOCH),
+                change,
+            }),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     Order(OrderEvent),

@@ -372,19 +372,10 @@ fn next_shipment(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{OrderEvent, ShipmentChange};
+    use crate::domain::ShipmentChange;
 
     fn delivery(event_id: &str, order_id: &str, change: Change) -> Delivery {
-        Delivery {
-            event_id: event_id.into(),
-            derived_id: false,
-            event: Event::Order(OrderEvent {
-                order_id: order_id.into(),
-                version: None,
-                occurred_at: Some(DateTime::UNIX_EPOCH),
-                change,
-            }),
-        }
+        Delivery::example(event_id, order_id, change)
     }
 
     fn created() -> Change {

@@ -127,19 +127,10 @@ mod tests {
 
     use super::*;
     use crate::domain::plan::plan;
-    use crate::domain::{OrderEvent, OrderState};
+    use crate::domain::OrderState;
 
     fn delivery(event_id: &str, order_id: &str, change: Change) -> Delivery {
-        Delivery {
-            event_id: event_id.into(),
-            derived_id: false,
-            event: Event::Order(OrderEvent {
-                order_id: order_id.into(),
-                version: None,
-                occurred_at: None,
-                change,
-            }),
-        }
+        Delivery::example(event_id, order_id, change)
     }
 
     fn created(event_id: &str, order_id: &str) -> Delivery {
