@@ -9,7 +9,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::layout::{next_page, page, redirect, respond, table, time, Notice, Section};
-use super::session::{signed_in, SignedIn};
+use super::session::{signed_in, Csrf, SignedIn};
 use super::shipments::cursor;
 use crate::domain::DeliveryStatus;
 use crate::problem::ApiError;
@@ -129,11 +129,6 @@ pub fn rows(csrf: &str, deliveries: &[DeliveryRecord]) -> Markup {
             })
             .collect(),
     )
-}
-
-#[derive(Deserialize)]
-pub struct Csrf {
-    csrf: Option<String>,
 }
 
 pub async fn retry(

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::layout::{maybe_time, next_page, page, redirect, respond, table, time, Notice, Section};
-use super::session::{signed_in, SignedIn};
+use super::session::{signed_in, Csrf, SignedIn};
 use super::shipments::cursor;
 use crate::domain::QuarantineStatus;
 use crate::intake;
@@ -240,11 +240,6 @@ async fn answer(
 ) -> Result<HttpResponse, ApiError> {
     let entry = intake::quarantined(state, id).await?;
     Ok(respond(status, detail(csrf, &entry, None, Some(outcome))))
-}
-
-#[derive(Deserialize)]
-pub struct Csrf {
-    csrf: Option<String>,
 }
 
 pub async fn discard(

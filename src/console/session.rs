@@ -205,6 +205,7 @@ pub async fn sign_in(
     Ok(response)
 }
 
+/// A form that changes nothing but carries its CSRF token (sign out, retry, discard, delete).
 #[derive(Deserialize)]
 pub struct Csrf {
     pub csrf: Option<String>,

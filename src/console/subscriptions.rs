@@ -8,7 +8,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::layout::{page, redirect, respond, table, time, Notice, Section};
-use super::session::{signed_in, SignedIn};
+use super::session::{signed_in, Csrf, SignedIn};
 use crate::domain::subscription::{new_secret, without_userinfo};
 use crate::domain::{FieldError, NewSubscription, ShipmentChange, SubscriptionPatch};
 use crate::problem::ApiError;
@@ -219,11 +219,6 @@ pub async fn set_active(
         state.store.update_subscription(id, &patch).await?;
     }
     Ok(back(Notice::SubscriptionChanged))
-}
-
-#[derive(Deserialize)]
-pub struct Csrf {
-    csrf: Option<String>,
 }
 
 pub async fn delete(
