@@ -14,13 +14,17 @@ mod slots;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::collections::HashMap;
+
 use tokio::sync::mpsc;
+use tokio::time::Instant;
+use uuid::Uuid;
 
 use crate::config::DeliveryConfig;
 use crate::domain::DeliveryStatus;
 use crate::metrics::Metrics;
 use crate::retry::RetryPolicy;
-use crate::store::{Settlement, Store};
+use crate::store::{Claimed, Settlement, Store, StoreError};
 use egress::Egress;
 use slots::Slots;
 
@@ -28,17 +32,20 @@ pub use attempt::signed_request;
 
 /// Deliveries one instance holds at once: in flight, or claimed and waiting for a slot of
 /// their subscription.
-const CLAIMED: usize = 64;
+const CLAIMED: usize = 128;
 /// Deliveries one subscription may hold, in shares: one in flight and the rest ready to start
 /// as its slots free, so that claims come in rounds.
-const HELD_SHARES: u32 = 4;
-/// How long a claimed delivery is this instance's beyond the time limits of the attempts it
-/// may wait behind and its own; past it, another instance may take it over.
+const HELD_SHARES: u32 = 8;
+/// How long a claimed delivery is this instance's beyond the time it may wait for a slot (one
+/// attempt's time limit; later it is left for the next claim) and its own attempt's; past it,
+/// another instance may take it over.
 const LEASE_MARGIN: Duration = Duration::from_secs(20);
 /// How often to look for work nobody woke us for: another instance's writes, retries due.
 const POLL: Duration = Duration::from_millis(500);
 /// How long to wait for more attempts to finish before claiming for the slots they free.
 const GATHER: Duration = Duration::from_millis(1);
+/// How often attempts' results are written back at most.
+const SETTLE_EVERY: Duration = Duration::from_millis(20);
 /// The first pause between rounds in which no attempt succeeded.
 const FAILING_PAUSE: Duration = Duration::from_millis(50);
 /// Pause after the database failed, before trying again.
@@ -48,8 +55,10 @@ pub struct Dispatcher {
     store: Store,
     client: reqwest::Client,
     egress: Egress,
-    /// Longer than an attempt can take.
+    /// Longer than a delivery waits for its slot and its attempt can take.
     lease: Duration,
+    /// How long a claimed delivery may wait for a slot.
+    timeout: Duration,
     /// Attempts in flight for one subscription at most.
     share: u32,
     /// How long a subscription may fail with nothing delivered.
@@ -74,7 +83,8 @@ impl Dispatcher {
             store,
             client,
             egress: config.egress.clone(),
-            lease: config.timeout * HELD_SHARES + LEASE_MARGIN,
+            lease: config.timeout * 2 + LEASE_MARGIN,
+            timeout: config.timeout,
             share: config.concurrency_per_subscription,
             disable_after: chrono::Duration::from_std(config.disable_after)
                 .unwrap_or(chrono::Duration::MAX),
@@ -87,48 +97,59 @@ impl Dispatcher {
     }
 
     /// Runs until the task is dropped. Each round starts what may start (new events fanned
-    /// out, due deliveries claimed for the subscriptions below their share); what finishes is
-    /// written back by a task of its own, so new attempts run while a settlement commits.
+    /// out, due deliveries claimed for the subscriptions below their share) while the attempts
+    /// already held go on; what finishes is written back by a task of its own, so new attempts
+    /// run while a claim or a settlement commits.
     pub async fn run(self) {
         let wake = self.store.dispatch_wakeup().clone();
         let settler = self.spawn_settler();
         let mut slots = Slots::new(self.share, self.sender());
+        let mut claim = None;
         // New outbound events may be waiting (another instance's, or from before a restart).
         let mut fan_out = true;
         let mut failing = Duration::ZERO;
         // Attempts finished since the last claim.
         let mut freed = u32::MAX;
+        // When the database may be asked again after it failed.
+        let mut retry_at = Instant::now();
+        // Until when the deliveries of the claim in flight may start: their lease leaves
+        // room for their attempts until then.
+        let mut start_by = Instant::now();
         loop {
             // Claims come in rounds, not one per finished attempt: once half the instance's
-            // room, or a subscription's worth of held deliveries, is free; at once when
-            // nothing waits for a slot, or when woken.
-            let worth_a_claim = fan_out || !slots.has_waiting() || freed >= self.share * 2;
-            if slots.held() <= CLAIMED / 2 && worth_a_claim {
+            // room, or a subscription's share, is free; at once when woken.
+            let worth_a_claim =
+                fan_out || freed >= self.share || (freed > 0 && !slots.has_waiting());
+            if claim.is_none()
+                && slots.held() <= CLAIMED / 2
+                && worth_a_claim
+                && Instant::now() >= retry_at
+            {
                 freed = 0;
-                if let Err(error) = self.refill(&mut slots, fan_out).await {
-                    tracing::warn!(
-                        error = crate::telemetry::error_chain(&error),
-                        "dispatch failed"
-                    );
-                    tokio::time::sleep(BACKOFF).await;
-                    continue;
-                }
-                fan_out = false;
-            }
-            if slots.is_empty() {
-                tokio::select! {
-                    () = wake.notified() => {}
-                    () = tokio::time::sleep(POLL) => {}
-                }
-                fan_out = true;
-                continue;
+                start_by = Instant::now() + self.timeout;
+                claim = Some(Box::pin(self.refill(
+                    CLAIMED - slots.held(),
+                    slots.held_by_subscription(),
+                    std::mem::take(&mut fan_out),
+                )));
             }
             tokio::select! {
+                claimed = async { claim.as_mut().expect("a claim in flight").await }, if claim.is_some() => {
+                    claim = None;
+                    match claimed {
+                        Ok(claimed) => claimed.into_iter().for_each(|delivery| slots.start_or_queue(delivery, start_by)),
+                        Err(error) => {
+                            tracing::warn!(error = crate::telemetry::error_chain(&error), "dispatch failed");
+                            retry_at = Instant::now() + BACKOFF;
+                            fan_out = true;
+                        }
+                    }
+                }
                 Some(first) = slots.next_finished() => {
                     let mut finished = vec![first];
                     // What finishes in the next moment goes with it: one claim for what they
                     // leave room for, one settlement.
-                    let gather = tokio::time::Instant::now() + GATHER;
+                    let gather = Instant::now() + GATHER;
                     while let Ok(Some(done)) = tokio::time::timeout_at(gather, slots.next_finished()).await {
                         finished.push(done);
                     }
@@ -168,7 +189,12 @@ impl Dispatcher {
         let (store, metrics, disable_after) =
             (self.store.clone(), self.metrics.clone(), self.disable_after);
         tokio::spawn(async move {
+            let mut next = Instant::now();
             while let Some(mut settled) = finished.recv().await {
+                // A settlement is a commit the disk must flush: at most one per moment, with
+                // all that finished in it.
+                tokio::time::sleep_until(next).await;
+                next = Instant::now() + SETTLE_EVERY;
                 while let Ok(more) = finished.try_recv() {
                     settled.extend(more);
                 }
@@ -190,32 +216,22 @@ impl Dispatcher {
         settler
     }
 
-    /// Fans out new events (when there may be some) and claims due deliveries, up to the
-    /// bounds: each subscription may hold [`HELD_SHARES`] times its share.
+    /// Fans out new events (when there may be some) and claims up to `room` due deliveries,
+    /// each subscription up to [`HELD_SHARES`] times its share beside what is `held` for it.
     async fn refill(
         &self,
-        slots: &mut Slots,
+        room: usize,
+        held: HashMap<Uuid, u32>,
         fan_out: bool,
-    ) -> Result<(), crate::store::StoreError> {
+    ) -> Result<Vec<Claimed>, StoreError> {
         if fan_out {
             while self.store.fan_out().await? {}
         }
-        let room = CLAIMED - slots.held();
         if room == 0 {
-            return Ok(());
+            return Ok(Vec::new());
         }
-        let claimed = self
-            .store
-            .claim_deliveries(
-                room as u32,
-                self.lease,
-                self.share * HELD_SHARES,
-                &slots.held_by_subscription(),
-            )
-            .await?;
-        for delivery in claimed {
-            slots.start_or_queue(delivery);
-        }
-        Ok(())
+        self.store
+            .claim_deliveries(room as u32, self.lease, self.share * HELD_SHARES, &held)
+            .await
     }
 }

@@ -5,6 +5,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::attempt::Sender;
@@ -17,7 +18,8 @@ pub(super) struct Slots {
     /// Each attempt's subscription, by task: its slot is freed however the task ends.
     attempts: HashMap<tokio::task::Id, Uuid>,
     running: HashMap<Uuid, u32>,
-    waiting: HashMap<Uuid, VecDeque<Claimed>>,
+    /// Claimed deliveries waiting for a slot, each with when it must start by.
+    waiting: HashMap<Uuid, VecDeque<(Claimed, Instant)>>,
 }
 
 impl Slots {
@@ -37,10 +39,6 @@ impl Slots {
         self.in_flight.len() + self.waiting.values().map(VecDeque::len).sum::<usize>()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.held() == 0
-    }
-
     /// Whether a claimed delivery waits for a slot.
     pub fn has_waiting(&self) -> bool {
         !self.waiting.is_empty()
@@ -55,8 +53,9 @@ impl Slots {
         held
     }
 
-    /// Starts the attempt if its subscription has a free slot, else keeps it for the next.
-    pub fn start_or_queue(&mut self, delivery: Claimed) {
+    /// Starts the attempt if its subscription has a free slot, else keeps it for the next
+    /// that frees before `start_by`.
+    pub fn start_or_queue(&mut self, delivery: Claimed, start_by: Instant) {
         let subscription = delivery.subscription_id;
         if self.running.get(&subscription).copied().unwrap_or_default() < self.share {
             self.start(delivery);
@@ -64,7 +63,7 @@ impl Slots {
             self.waiting
                 .entry(subscription)
                 .or_default()
-                .push_back(delivery);
+                .push_back((delivery, start_by));
         }
     }
 
@@ -81,11 +80,14 @@ impl Slots {
                 if let Some(count) = self.running.get_mut(&subscription) {
                     *count = count.saturating_sub(1);
                 }
-                let next = self
-                    .waiting
-                    .get_mut(&subscription)
-                    .and_then(VecDeque::pop_front);
-                if let Some(next) = next {
+                // One that waited too long is left to its lease's end: started now, its
+                // attempt could outlast the lease, and another instance could send it too.
+                let now = Instant::now();
+                let waiting = self.waiting.get_mut(&subscription);
+                let next = waiting.and_then(|waiting| {
+                    std::iter::from_fn(|| waiting.pop_front()).find(|(_, by)| *by > now)
+                });
+                if let Some((next, _)) = next {
                     self.start(next);
                 }
                 self.waiting.retain(|_, waiting| !waiting.is_empty());

@@ -17,15 +17,17 @@ impl Dialect {
         }
     }
 
-    /// The UUIDs of the JSON array `$n` (each written as 32 hex digits), as a list.
-    pub fn json_uuids(self, n: u8) -> String {
+    /// `column` is one of the UUIDs of the JSON array `$n` (each written as 32 hex digits).
+    /// On PostgreSQL an `= ANY` of an array, which the planner answers by probing the
+    /// column's index: a join with the array's elements, which it guesses to be 100 whatever
+    /// their number, had it scan the whole table once that held a few thousand rows.
+    pub fn in_json_uuids(self, column: &str, n: u8) -> String {
         match self {
-            Dialect::Sqlite => format!("SELECT unhex(value) FROM json_each(${n})"),
-            Dialect::Postgres => {
-                format!(
-                    "SELECT value::uuid FROM jsonb_array_elements_text(${n}::jsonb) AS v(value)"
-                )
-            }
+            Dialect::Sqlite => format!("{column} IN (SELECT unhex(value) FROM json_each(${n}))"),
+            Dialect::Postgres => format!(
+                "{column} = ANY(ARRAY(SELECT value::uuid \
+                                      FROM jsonb_array_elements_text(${n}::jsonb) AS v(value)))"
+            ),
         }
     }
 
@@ -39,12 +41,13 @@ impl Dialect {
         }
     }
 
-    /// The integers of the JSON array `$n`, as a list.
-    pub fn json_bigints(self, n: u8) -> String {
+    /// `column` is one of the integers of the JSON array `$n` (as [`Dialect::in_json_uuids`]).
+    pub fn in_json_bigints(self, column: &str, n: u8) -> String {
         match self {
-            Dialect::Sqlite => format!("SELECT value FROM json_each(${n})"),
+            Dialect::Sqlite => format!("{column} IN (SELECT value FROM json_each(${n}))"),
             Dialect::Postgres => format!(
-                "SELECT value::bigint FROM jsonb_array_elements_text(${n}::jsonb) AS v(value)"
+                "{column} = ANY(ARRAY(SELECT value::bigint \
+                                      FROM jsonb_array_elements_text(${n}::jsonb) AS v(value)))"
             ),
         }
     }

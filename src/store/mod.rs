@@ -87,6 +87,8 @@ pub(super) enum Write {
     FanOut,
     /// Leasing due deliveries.
     Claim,
+    /// Writing back what delivery attempts decided.
+    Settle,
 }
 
 /// A write transaction and, on SQLite, this process's turn to write, held until it ends.

@@ -91,8 +91,8 @@ impl Store {
             sql.json_rows(1),
         );
         let mark = format!(
-            "UPDATE outbox_events SET fanned_out = true WHERE seq IN ({})",
-            sql.json_bigints(1)
+            "UPDATE outbox_events SET fanned_out = true WHERE {}",
+            sql.in_json_bigints("seq", 1)
         );
         Ok(with_backend!(self, |db| {
             let mut tx = db.begin(Write::FanOut).await?;
@@ -161,8 +161,8 @@ impl Store {
         let now = super::now();
         let until = now + lease;
         let lease_sql = format!(
-            "UPDATE deliveries SET leased_until = $2 WHERE id IN ({})",
-            dialect.json_uuids(1)
+            "UPDATE deliveries SET leased_until = $2 WHERE {}",
+            dialect.in_json_uuids("id", 1)
         );
         Ok(with_backend!(self, |db| {
             let mut tx = db.begin(Write::Claim).await?;
@@ -217,11 +217,13 @@ impl Store {
                  last_error = r.error, updated_at = $2 \
              FROM (SELECT {} AS id, value ->> 1 AS status, {} AS attempts, \
                           {} AS next_attempt_at, value ->> 3 AS error FROM {}) AS r \
-             WHERE deliveries.id = r.id",
+             WHERE deliveries.id = r.id AND {}",
             sql.uuid("value ->> 0"),
             sql.cast("value ->> 2", "int"),
             sql.time("value ->> 4"),
             sql.json_rows(1),
+            // The ids again, as a list: see `in_json_uuids`.
+            sql.in_json_uuids("deliveries.id", 3),
         );
         let attempts = format!(
             "INSERT INTO delivery_attempts (delivery_id, attempted_at, status_code, error, \
@@ -235,8 +237,8 @@ impl Store {
         );
         let delivering = format!(
             "UPDATE subscriptions SET failing_since = NULL \
-             WHERE failing_since IS NOT NULL AND id IN ({})",
-            sql.json_uuids(1)
+             WHERE failing_since IS NOT NULL AND {}",
+            sql.in_json_uuids("id", 1)
         );
         let failing = format!(
             "UPDATE subscriptions SET failing_since = r.since \
@@ -248,14 +250,16 @@ impl Store {
         );
         let deactivate = format!(
             "UPDATE subscriptions SET active = false, deactivated_reason = $3, updated_at = $2 \
-             WHERE active AND id IN ({}) AND ($4 IS NULL OR failing_since < $4)",
-            sql.json_uuids(1)
+             WHERE active AND {} AND ($4 IS NULL OR failing_since < $4)",
+            sql.in_json_uuids("id", 1)
         );
+        let mut ids = Vec::new();
         let mut updates = Vec::new();
         let mut tries = Vec::new();
         let mut gone = Vec::new();
         for settled in settlements {
             let id = settled.id.simple().to_string();
+            ids.push(id.clone());
             updates.push(serde_json::json!([
                 id,
                 settled.status.as_str(),
@@ -300,10 +304,11 @@ impl Store {
             (unhealthy, DeactivationReason::Failing, Some(failing_before)),
         ];
         with_backend!(self, |db| {
-            let mut tx = db.begin(Write::Plain).await?;
+            let mut tx = db.begin(Write::Settle).await?;
             sqlx::query(&update)
                 .bind(json_text(&updates))
                 .bind(now)
+                .bind(json_text(&ids))
                 .execute(tx.conn())
                 .await?;
             sqlx::query(&attempts)

@@ -244,16 +244,15 @@ impl Store {
     ) -> Result<(u64, u64, u64), StoreError> {
         let dialect = self.dialect();
         let settled = format!(
-            "SELECT id FROM deliveries WHERE event_id IN ({}) AND status <> $2 \
-               AND updated_at < $3",
-            dialect.json_uuids(1)
+            "SELECT id FROM deliveries WHERE {} AND status <> $2 AND updated_at < $3",
+            dialect.in_json_uuids("event_id", 1)
         );
         let attempts = format!("DELETE FROM delivery_attempts WHERE delivery_id IN ({settled})");
         let deliveries = format!("DELETE FROM deliveries WHERE id IN ({settled})");
         let outbox = format!(
-            "DELETE FROM outbox_events WHERE id IN ({}) AND NOT EXISTS ( \
+            "DELETE FROM outbox_events WHERE {} AND NOT EXISTS ( \
                SELECT 1 FROM deliveries d WHERE d.event_id = outbox_events.id)",
-            dialect.json_uuids(1)
+            dialect.in_json_uuids("id", 1)
         );
         let ids: Vec<String> = events.iter().map(|id| id.simple().to_string()).collect();
         let ids = json_text(&ids);

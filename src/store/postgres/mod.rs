@@ -37,6 +37,7 @@ const FAN_OUT_LOCK: i64 = 0x5348_4950_4f55_5401;
 /// later change of a shipment is never claimed while an earlier delivery could still come back
 /// as pending.
 const WITHOUT_FLUSH: &str = "SET LOCAL synchronous_commit = off";
+const BY_KEY: &str = "SET LOCAL enable_seqscan = off; SET LOCAL jit = off";
 
 #[derive(Clone)]
 pub struct PgStore {
@@ -115,11 +116,17 @@ impl PgStore {
     /// A transaction begun, in one round trip, with what `write` needs: the locks it takes
     /// and the settings it runs under.
     pub(super) async fn begin(&self, write: Write) -> Result<WriteTx<Postgres>, StoreError> {
+        // The queue's tables start empty and grow: a generic plan (PostgreSQL's choice after
+        // five runs, kept until the table is next analysed) made while one was small scans
+        // it whole on every run, however large it grows, and so do the checks of the
+        // foreign keys. Fan-outs and settlements only look rows up by key: never a
+        // sequential scan (and no JIT for the cost that puts on one).
         let begin = match write {
             Write::Plain => "BEGIN".to_owned(),
-            Write::FanOut => {
-                format!("BEGIN; {WITHOUT_FLUSH}; SELECT pg_advisory_xact_lock({FAN_OUT_LOCK})")
-            }
+            Write::FanOut => format!(
+                "BEGIN; {WITHOUT_FLUSH}; {BY_KEY}; SELECT pg_advisory_xact_lock({FAN_OUT_LOCK})"
+            ),
+            Write::Settle => format!("BEGIN; {BY_KEY}"),
             // Along the due indexes, in their order, stopping at the limit: whatever the
             // backlog, never a sort of every due delivery (which the planner picks while it
             // has no statistics). Those settings make the plans look costly enough to be

@@ -131,7 +131,7 @@ impl SqliteStore {
         let turn = self.write_turn.clone().lock_owned().await;
         let begin = match write {
             Write::FanOut | Write::Claim => "PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE",
-            Write::Plain => "PRAGMA synchronous = FULL; BEGIN IMMEDIATE",
+            Write::Plain | Write::Settle => "PRAGMA synchronous = FULL; BEGIN IMMEDIATE",
         };
         let tx = self.writer.begin_with(begin).await?;
         Ok(WriteTx {
