@@ -41,6 +41,20 @@ impl Removed {
         ]
     }
 
+    /// The tables the pass changed: those it removed rows from, and the shipments of the
+    /// closed orders it marked.
+    pub fn changed_tables(&self) -> Vec<&'static str> {
+        let mut tables: Vec<&'static str> = self
+            .by_table()
+            .into_iter()
+            .filter_map(|(table, rows)| (rows > 0).then_some(table))
+            .collect();
+        if self.closed_orders > 0 {
+            tables.push("shipments");
+        }
+        tables
+    }
+
     pub fn total(&self) -> u64 {
         self.by_table().iter().map(|(_, rows)| rows).sum()
     }
@@ -107,6 +121,10 @@ impl Store {
             if rows < CHUNK_ROWS as u64 {
                 break;
             }
+        }
+        if let Store::Postgres(db) = self {
+            db.vacuum_unless_autovacuum(&removed.changed_tables())
+                .await?;
         }
         Ok(Some(removed))
     }

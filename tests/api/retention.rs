@@ -323,3 +323,41 @@ async fn postgres_loading_an_order_reads_its_history_not_its_other_records() {
         "an update of an order with one event and {TWINS} records read {read} event rows"
     );
 }
+
+/// Removed rows' space is reused: where the server's autovacuum is off (as on this project's
+/// CI), a pass that removed rows vacuums and analyses the tables it changed; where it is on,
+/// the pass leaves them to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_pass_vacuums_what_it_removed_where_autovacuum_is_off() {
+    let app = spawn_app(Backend::Postgres).await;
+    post(&app, &with_id(order_event("ORD-VACUUM"), "evt-1")).await;
+    post(&app, &with_id(order_event("ORD-VACUUM"), "evt-2")).await;
+    let url = app.db.url.clone();
+    let env = [("DATABASE_URL", url.as_str()), ("RETENTION", "1s")];
+    wait_until(30, "the duplicate to pass the horizon", || async {
+        let output = run_command(&["prune", "--dry-run"], &env).await;
+        printed(&output, "processed_events") == Some(1)
+    })
+    .await;
+    let vacuumed = "SELECT COUNT(*) FROM pg_stat_user_tables \
+                    WHERE relname = 'processed_events' \
+                      AND last_vacuum IS NOT NULL AND last_analyze IS NOT NULL";
+    assert_eq!(app.db.scalar(vacuumed).await, 0);
+
+    let pruned = run_command(&["prune"], &env).await;
+
+    assert_eq!(printed(&pruned, "processed_events"), Some(1), "{pruned:?}");
+    let autovacuum_off = app
+        .db
+        .scalar("SELECT COUNT(*) FROM pg_settings WHERE name = 'autovacuum' AND setting = 'off'")
+        .await
+        == 1;
+    assert_eq!(app.db.scalar(vacuumed).await, i64::from(autovacuum_off));
+    let untouched = "SELECT COUNT(*) FROM pg_stat_user_tables \
+                     WHERE relname = 'deliveries' AND last_vacuum IS NOT NULL";
+    assert_eq!(
+        app.db.scalar(untouched).await,
+        0,
+        "only the tables it changed"
+    );
+}

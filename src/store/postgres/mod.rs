@@ -162,6 +162,32 @@ impl PgStore {
         }
     }
 
+    /// Where the server's autovacuum is off, vacuums and analyses `tables`: otherwise the
+    /// space of removed rows is never reused, and the planner never learns how large the
+    /// tables have grown. On a connection of its own, without the pool's statement deadline
+    /// (a vacuum takes as long as the table needs); a vacuum blocks no reads or writes.
+    pub(super) async fn vacuum_unless_autovacuum(&self, tables: &[&str]) -> Result<(), StoreError> {
+        if tables.is_empty() {
+            return Ok(());
+        }
+        let mut conn = PgConnection::connect_with(&self.options)
+            .await
+            .map_err(StoreError::unavailable)?;
+        let autovacuum: String = sqlx::query_scalar("SELECT current_setting('autovacuum')")
+            .fetch_one(&mut conn)
+            .await?;
+        if autovacuum == "off" {
+            let vacuum = format!("VACUUM (ANALYZE) {}", tables.join(", "));
+            sqlx::Executor::execute(&mut conn, vacuum.as_str()).await?;
+            tracing::info!(
+                tables = tables.join(","),
+                "vacuumed: the server's autovacuum is off"
+            );
+        }
+        conn.close().await?;
+        Ok(())
+    }
+
     pub(super) fn dialect(&self) -> Dialect {
         Dialect::Postgres
     }
