@@ -11,10 +11,9 @@ mod attempt;
 pub mod egress;
 mod slots;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-
-use std::collections::HashMap;
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;

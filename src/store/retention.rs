@@ -60,6 +60,13 @@ impl Removed {
     }
 }
 
+/// This instance's turn to prune. SQLite serves one instance, whose passes take turns by
+/// themselves; on PostgreSQL, the connection that holds the pass's lock.
+enum PruneTurn {
+    Sqlite,
+    Postgres(sqlx::PgConnection),
+}
+
 /// Whether a pass removes, or only counts what it would.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pass {
@@ -76,7 +83,7 @@ impl Store {
         horizon: DateTime<Utc>,
         pass: Pass,
     ) -> Result<Option<Removed>, StoreError> {
-        let Some(_turn) = self.prune_turn().await? else {
+        let Some(mut turn) = self.prune_turn().await? else {
             return Ok(None);
         };
         if pass == Pass::DryRun {
@@ -122,9 +129,8 @@ impl Store {
                 break;
             }
         }
-        if let Store::Postgres(db) = self {
-            db.vacuum_unless_autovacuum(&removed.changed_tables())
-                .await?;
+        if let PruneTurn::Postgres(conn) = &mut turn {
+            super::postgres::vacuum_unless_autovacuum(conn, &removed.changed_tables()).await?;
         }
         Ok(Some(removed))
     }
@@ -148,11 +154,11 @@ impl Store {
     }
 
     /// This instance's turn to prune, held until dropped; `None` while another has it.
-    async fn prune_turn(&self) -> Result<Option<Box<dyn Send>>, StoreError> {
-        with_backend!(self, |db| Ok(db
-            .prune_turn()
-            .await?
-            .map(|turn| Box::new(turn) as Box<dyn Send>)))
+    async fn prune_turn(&self) -> Result<Option<PruneTurn>, StoreError> {
+        Ok(match self {
+            Store::Sqlite(_) => Some(PruneTurn::Sqlite),
+            Store::Postgres(db) => db.prune_turn().await?.map(PruneTurn::Postgres),
+        })
     }
 
     /// Records (duplicates, events that came too late, events of types not handled) older

@@ -162,32 +162,6 @@ impl PgStore {
         }
     }
 
-    /// Where the server's autovacuum is off, vacuums and analyses `tables`: otherwise the
-    /// space of removed rows is never reused, and the planner never learns how large the
-    /// tables have grown. On a connection of its own, without the pool's statement deadline
-    /// (a vacuum takes as long as the table needs); a vacuum blocks no reads or writes.
-    pub(super) async fn vacuum_unless_autovacuum(&self, tables: &[&str]) -> Result<(), StoreError> {
-        if tables.is_empty() {
-            return Ok(());
-        }
-        let mut conn = PgConnection::connect_with(&self.options)
-            .await
-            .map_err(StoreError::unavailable)?;
-        let autovacuum: String = sqlx::query_scalar("SELECT current_setting('autovacuum')")
-            .fetch_one(&mut conn)
-            .await?;
-        if autovacuum == "off" {
-            let vacuum = format!("VACUUM (ANALYZE) {}", tables.join(", "));
-            sqlx::Executor::execute(&mut conn, vacuum.as_str()).await?;
-            tracing::info!(
-                tables = tables.join(","),
-                "vacuumed: the server's autovacuum is off"
-            );
-        }
-        conn.close().await?;
-        Ok(())
-    }
-
     pub(super) fn dialect(&self) -> Dialect {
         Dialect::Postgres
     }
@@ -232,4 +206,29 @@ async fn check_reachable(options: &PgConnectOptions) -> Result<(), ConnectError>
         Ok(Err(error)) => Err(error.into()),
         Ok(Ok(conn)) => Ok(conn.close().await?),
     }
+}
+
+/// Where the server's autovacuum is off, vacuums and analyses `tables` on `conn` (the
+/// retention pass's own, without the pool's statement deadline: a vacuum takes as long as the
+/// table needs): otherwise the space of removed rows is never reused, and the planner never
+/// learns how large the tables have grown. A vacuum blocks no reads or writes.
+pub(super) async fn vacuum_unless_autovacuum(
+    conn: &mut PgConnection,
+    tables: &[&str],
+) -> Result<(), StoreError> {
+    if tables.is_empty() {
+        return Ok(());
+    }
+    let autovacuum: String = sqlx::query_scalar("SELECT current_setting('autovacuum')")
+        .fetch_one(&mut *conn)
+        .await?;
+    if autovacuum == "off" {
+        let vacuum = format!("VACUUM (ANALYZE) {}", tables.join(", "));
+        sqlx::Executor::execute(&mut *conn, vacuum.as_str()).await?;
+        tracing::info!(
+            tables = tables.join(","),
+            "vacuumed: the server's autovacuum is off"
+        );
+    }
+    Ok(())
 }

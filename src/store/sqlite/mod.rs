@@ -140,11 +140,6 @@ impl SqliteStore {
         })
     }
 
-    /// SQLite serves one instance, whose passes take turns by themselves.
-    pub(super) async fn prune_turn(&self) -> Result<Option<()>, StoreError> {
-        Ok(Some(()))
-    }
-
     pub(super) fn dialect(&self) -> Dialect {
         Dialect::Sqlite
     }
