@@ -19,8 +19,8 @@ impl Dialect {
 
     /// `column` is one of the UUIDs of the JSON array `$n` (each written as 32 hex digits).
     /// On PostgreSQL an `= ANY` of an array, which the planner answers by probing the
-    /// column's index: a join with the array's elements, which it guesses to be 100 whatever
-    /// their number, had it scan the whole table once that held a few thousand rows.
+    /// column's index; a join with the array's elements, which it guesses to be 100 whatever
+    /// their number, would have it scan the whole table once that holds a few thousand rows.
     pub fn in_json_uuids(self, column: &str, n: u8) -> String {
         match self {
             Dialect::Sqlite => format!("{column} IN (SELECT unhex(value) FROM json_each(${n}))"),
