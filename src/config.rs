@@ -138,6 +138,11 @@ pub const QUARANTINE_MAX_HELD: Variable = Variable {
     meaning: "held quarantine entries; past it, new invalid events get reject mode's 4xx",
     fallback: Fallback::Value("100000"),
 };
+pub const QUARANTINE_MAX_BYTES: Variable = Variable {
+    name: "QUARANTINE_MAX_BYTES",
+    meaning: "bytes of held quarantine bodies, same rule",
+    fallback: Fallback::Value("1GiB"),
+};
 pub const INVALID_EVENTS: Variable = Variable {
     name: "INVALID_EVENTS",
     meaning: "`quarantine` (keep authentic events it cannot apply, answer 202) or `reject` \
@@ -180,6 +185,7 @@ pub const SERVE: &[&Variable] = &[
     &DELIVERY_CONCURRENCY_PER_SUBSCRIPTION,
     &DELIVERY_DISABLE_AFTER,
     &QUARANTINE_MAX_HELD,
+    &QUARANTINE_MAX_BYTES,
     &INVALID_EVENTS,
     &RETENTION,
     &DATABASE_MAX_CONNECTIONS,
@@ -257,11 +263,18 @@ pub struct DeliveryConfig {
     pub disable_after: Duration,
 }
 
+/// How much quarantine holds at most: entries, and bytes of their bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuarantineLimits {
+    pub held: u64,
+    pub bytes: u64,
+}
+
 /// What becomes of an authentic event the service cannot apply (not JSON, not a valid event).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InvalidEvents {
-    /// Kept, answered 202, until an operator replays or discards it; at most this many held.
-    Quarantine { max_held: u64 },
+    /// Kept, answered 202, until an operator replays or discards it, within these bounds.
+    Quarantine(QuarantineLimits),
     /// Answered 400 or 422; nothing kept.
     Reject,
 }
@@ -390,6 +403,24 @@ fn at_least<T: std::str::FromStr + PartialOrd + fmt::Display>(
         Ok(value) if value >= min => Ok(value),
         _ => Err(format!("must be a whole number of at least {min}")),
     }
+}
+
+/// A size in bytes: a whole number, or one with `KiB`, `MiB` or `GiB`.
+fn bytes(text: &str) -> Result<u64, String> {
+    let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit: u64 = match &text[digits.len()..] {
+        "" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ => return Err("must be a size such as 1048576, 512MiB or 1GiB".into()),
+    };
+    digits
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|number| number.checked_mul(unit))
+        .ok_or_else(|| "must be a size such as 1048576, 512MiB or 1GiB".into())
 }
 
 /// A duration such as `10s`, `500ms` or `30d`.
@@ -544,9 +575,10 @@ impl Config {
                 .as_str()
             {
                 "reject" => InvalidEvents::Reject,
-                _ => InvalidEvents::Quarantine {
-                    max_held: env.required(&QUARANTINE_MAX_HELD, at_least(0))?,
-                },
+                _ => InvalidEvents::Quarantine(QuarantineLimits {
+                    held: env.required(&QUARANTINE_MAX_HELD, at_least(0))?,
+                    bytes: env.required(&QUARANTINE_MAX_BYTES, bytes)?,
+                }),
             },
             retention: retention(env)?,
             example_credentials,
@@ -592,7 +624,10 @@ mod tests {
         );
         assert_eq!(
             config.invalid_events,
-            InvalidEvents::Quarantine { max_held: 100_000 }
+            InvalidEvents::Quarantine(QuarantineLimits {
+                held: 100_000,
+                bytes: 1 << 30
+            })
         );
         assert_eq!(
             config.retention.keep(),
@@ -622,6 +657,7 @@ mod tests {
             ("RETENTION", "forever"),
             ("INVALID_EVENTS", "drop"),
             ("QUARANTINE_MAX_HELD", "many"),
+            ("QUARANTINE_MAX_BYTES", "1TB"),
             ("RETENTION", "0s"),
             ("WEBHOOK_SECRETS", "whsec_%%%"),
         ];

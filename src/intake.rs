@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::domain::{Applied, Delivery, FieldError, Outcome};
+use crate::domain::{Applied, Delivery, FieldError, Outcome, QuarantineStatus};
 use crate::problem::ApiError;
 use crate::state::AppState;
 use crate::store::QuarantineEntry;
@@ -57,21 +57,34 @@ pub async fn apply_event(
     })
 }
 
+/// How long one replay holds its entry at most: longer than a batch may take to commit. A
+/// replay whose instance died frees its entry after it.
+const REPLAY_HOLD: chrono::Duration = chrono::Duration::seconds(30);
+
 /// Applies a quarantined event now: its body as it came, or `correction` instead (vouched for
 /// by the operator, kept beside it), with the event id rules of any event (the signed
-/// `webhook-id` it came with first), so a second replay is a duplicate. Still not an event:
-/// 422, and it stays held. Returns the answer and the entry, marked replayed.
+/// `webhook-id` it came with first). Replayed at most once: the entry is held by this replay
+/// while it is applied, so a second replay or a discard meanwhile is refused, and a replayed
+/// entry is never replayed again (409 `already-replayed`). Still not an event: 422, and it
+/// stays held. Returns the answer and the entry, marked replayed.
 pub async fn replay(
     state: &AppState,
     id: Uuid,
     correction: Option<Value>,
 ) -> Result<(Receipt, QuarantineEntry), ApiError> {
     let entry = quarantined(state, id).await?;
+    let refused = |entry: &QuarantineEntry| match entry.status {
+        QuarantineStatus::Replayed => ApiError::AlreadyReplayed(format!(
+            "this event was replayed already (event id {}); it is applied at most once",
+            entry.event_id.as_deref().unwrap_or("unknown")
+        )),
+        QuarantineStatus::Held => {
+            ApiError::Conflict("another replay of this event is being applied now".into())
+        }
+        status => ApiError::Conflict(format!("a {} event cannot be replayed", status.as_str())),
+    };
     if !entry.status.can_replay() {
-        return Err(ApiError::Conflict(format!(
-            "a {} event cannot be replayed",
-            entry.status.as_str()
-        )));
+        return Err(refused(&entry));
     }
     let event = match &correction {
         Some(corrected) => serde_json::to_vec(corrected).expect("JSON serialises"),
@@ -82,13 +95,27 @@ pub async fn replay(
             limit: state.max_body_bytes,
         });
     }
-    let receipt = apply_event(state, &event, entry.webhook_id.as_deref())
-        .await
-        .map_err(still_invalid)?;
-    state
+    let Some(claim) = state
         .store
-        .mark_replayed(id, &receipt.event_id, correction.as_ref())
-        .await?;
+        .claim_replay(id, chrono::Utc::now() + REPLAY_HOLD)
+        .await?
+    else {
+        return Err(refused(&quarantined(state, id).await?));
+    };
+    let applied = apply_event(state, &event, entry.webhook_id.as_deref()).await;
+    let ended = match &applied {
+        Ok(receipt) => {
+            state
+                .store
+                .end_replay(id, claim, Some((&receipt.event_id, correction.as_ref())))
+                .await
+        }
+        Err(_) => state.store.end_replay(id, claim, None).await,
+    };
+    let receipt = applied.map_err(still_invalid)?;
+    if !ended? {
+        tracing::warn!(quarantine_id = %id, "a replay outlasted its hold on the entry");
+    }
     tracing::info!(quarantine_id = %id, event_id = %receipt.event_id, outcome = receipt.status.as_str(), "quarantined event replayed");
     Ok((receipt, quarantined(state, id).await?))
 }

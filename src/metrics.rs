@@ -24,6 +24,7 @@ pub struct Metrics {
     quarantine_full: prometheus::IntCounter,
     quarantine_held: IntGauge,
     writer_races: prometheus::IntCounter,
+    stale_results: prometheus::IntCounter,
 }
 
 impl Default for Metrics {
@@ -115,6 +116,11 @@ impl Default for Metrics {
             "Webhook batches applied again because another writer changed their orders first",
         )
         .expect("valid metric");
+        let stale_results = prometheus::IntCounter::new(
+            "deliveries_stale_results_total",
+            "Delivery attempts whose result came back after their claim was lost (the lease passed on, the delivery was queued again or deleted): recorded nowhere",
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(webhook_outcomes.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_duration.clone()),
@@ -128,6 +134,7 @@ impl Default for Metrics {
             Box::new(quarantine_full.clone()),
             Box::new(quarantine_held.clone()),
             Box::new(writer_races.clone()),
+            Box::new(stale_results.clone()),
         ] {
             registry
                 .register(collector)
@@ -147,6 +154,7 @@ impl Default for Metrics {
             quarantine_full,
             quarantine_held,
             writer_races,
+            stale_results,
         }
     }
 }
@@ -164,6 +172,10 @@ impl Metrics {
 
     pub fn delivery_outcome(&self, outcome: &'static str) {
         self.deliveries.with_label_values(&[outcome]).inc();
+    }
+
+    pub fn stale_results(&self, results: usize) {
+        self.stale_results.inc_by(results as u64);
     }
 
     pub fn quarantined(&self, reason: &str) {

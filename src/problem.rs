@@ -46,6 +46,9 @@ pub enum ApiError {
     /// The request conflicts with the resource's state (an illegal move, names both).
     #[error("{0}")]
     Conflict(String),
+    /// A quarantined event replayed already: replayed at most once.
+    #[error("{0}")]
+    AlreadyReplayed(String),
     /// `If-Match` names another revision than the current one.
     #[error("{0}")]
     PreconditionFailed(String),
@@ -100,6 +103,7 @@ impl ApiError {
             ApiError::BadQuery(_) => "invalid-parameter",
             ApiError::NotFound(_) => "not-found",
             ApiError::Conflict(_) => "conflict",
+            ApiError::AlreadyReplayed(_) => "already-replayed",
             ApiError::PreconditionFailed(_) => "precondition-failed",
             ApiError::MethodNotAllowed { .. } => "method-not-allowed",
             ApiError::Unavailable(_) => "database-unavailable",
@@ -121,6 +125,7 @@ impl ApiError {
             ApiError::BadQuery(_) => "Invalid parameter",
             ApiError::NotFound(_) => "Not found",
             ApiError::Conflict(_) => "Conflict",
+            ApiError::AlreadyReplayed(_) => "Already replayed",
             ApiError::PreconditionFailed(_) => "Precondition failed",
             ApiError::MethodNotAllowed { .. } => "Method not allowed",
             ApiError::Unavailable(_) => "Service unavailable",
@@ -153,7 +158,7 @@ impl ResponseError for ApiError {
             ApiError::BadSignature(_) | ApiError::BadToken => StatusCode::UNAUTHORIZED,
             ApiError::Invalid { .. } | ApiError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::AlreadyReplayed(_) => StatusCode::CONFLICT,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,

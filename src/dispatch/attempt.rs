@@ -103,6 +103,7 @@ impl Sender {
         Settlement {
             id: delivery.id,
             subscription_id: delivery.subscription_id,
+            claim: delivery.claim,
             status,
             attempts,
             next_attempt_at: attempted_at

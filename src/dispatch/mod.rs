@@ -23,7 +23,7 @@ use crate::config::DeliveryConfig;
 use crate::domain::DeliveryStatus;
 use crate::metrics::Metrics;
 use crate::retry::RetryPolicy;
-use crate::store::{Claimed, Settlement, Store, StoreError};
+use crate::store::{Claim, Settlement, Store, StoreError};
 use egress::Egress;
 use slots::Slots;
 
@@ -114,6 +114,8 @@ impl Dispatcher {
         // Until when the deliveries of the claim in flight may start: their lease leaves
         // room for their attempts until then.
         let mut start_by = Instant::now();
+        // When pending deliveries of inactive subscriptions were last looked for.
+        let mut swept = Instant::now() - POLL;
         loop {
             // Claims come in rounds, not one per finished attempt: once half the instance's
             // room, or a subscription's share, is free; at once when woken.
@@ -126,17 +128,29 @@ impl Dispatcher {
             {
                 freed = 0;
                 start_by = Instant::now() + self.timeout;
+                let sweep = fan_out && swept.elapsed() >= POLL;
+                if sweep {
+                    swept = Instant::now();
+                }
                 claim = Some(Box::pin(self.refill(
                     CLAIMED - slots.held(),
                     slots.held_by_subscription(),
                     std::mem::take(&mut fan_out),
+                    sweep,
                 )));
             }
             tokio::select! {
                 claimed = async { claim.as_mut().expect("a claim in flight").await }, if claim.is_some() => {
                     claim = None;
                     match claimed {
-                        Ok(claimed) => claimed.into_iter().for_each(|delivery| slots.start_or_queue(delivery, start_by)),
+                        Ok(Claim { deliveries, active }) => {
+                            // Another instance may have deleted or deactivated a subscription
+                            // whose deliveries wait here.
+                            slots.drop_waiting(|subscription| active.contains(subscription));
+                            for delivery in deliveries {
+                                slots.start_or_queue(delivery, start_by);
+                            }
+                        }
                         Err(error) => {
                             tracing::warn!(error = crate::telemetry::error_chain(&error), "dispatch failed");
                             retry_at = Instant::now() + BACKOFF;
@@ -164,7 +178,11 @@ impl Dispatcher {
                     let _ = settler.send(finished);
                     tokio::time::sleep(failing).await;
                 }
-                () = wake.notified() => fan_out = true,
+                () = wake.notified() => {
+                    let revoked = wake.take_revoked();
+                    slots.drop_waiting(|subscription| !revoked.contains(subscription));
+                    fan_out = true;
+                }
                 () = tokio::time::sleep(POLL) => fan_out = true,
             }
         }
@@ -187,6 +205,7 @@ impl Dispatcher {
         let (settler, mut finished) = mpsc::unbounded_channel::<Vec<Settlement>>();
         let (store, metrics, disable_after) =
             (self.store.clone(), self.metrics.clone(), self.disable_after);
+        let signals = self.store.dispatch_wakeup().clone();
         tokio::spawn(async move {
             let mut next = Instant::now();
             while let Some(mut settled) = finished.recv().await {
@@ -197,37 +216,47 @@ impl Dispatcher {
                 while let Ok(more) = finished.try_recv() {
                     settled.extend(more);
                 }
-                for settlement in &settled {
-                    metrics.delivery_outcome(settlement.status.as_str());
-                }
                 let failing_before = chrono::Utc::now()
                     .checked_sub_signed(disable_after)
                     .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
-                if let Err(error) = store.settle(&settled, failing_before).await {
-                    tracing::warn!(
+                match store.settle(&settled, failing_before).await {
+                    Ok(written) => {
+                        for settlement in &settled {
+                            if !written.stale.contains(&settlement.id) {
+                                metrics.delivery_outcome(settlement.status.as_str());
+                            }
+                        }
+                        metrics.stale_results(written.stale.len());
+                        for subscription in written.deactivated {
+                            signals.revoke(subscription);
+                        }
+                    }
+                    Err(error) => tracing::warn!(
                         error = crate::telemetry::error_chain(&error),
                         deliveries = settled.len(),
                         "could not record delivery attempts; they will be attempted again"
-                    );
+                    ),
                 }
             }
         });
         settler
     }
 
-    /// Fans out new events (when there may be some) and claims up to `room` due deliveries,
-    /// each subscription up to [`HELD_SHARES`] times its share beside what is `held` for it.
+    /// Fans out new events (when there may be some), fails what inactive subscriptions still
+    /// have pending (when asked to `sweep`) and claims up to `room` due deliveries, each
+    /// subscription up to [`HELD_SHARES`] times its share beside what is `held` for it.
     async fn refill(
         &self,
         room: usize,
         held: HashMap<Uuid, u32>,
         fan_out: bool,
-    ) -> Result<Vec<Claimed>, StoreError> {
+        sweep: bool,
+    ) -> Result<Claim, StoreError> {
         if fan_out {
             while self.store.fan_out().await? {}
         }
-        if room == 0 {
-            return Ok(Vec::new());
+        if sweep {
+            self.store.fail_waiting_of_inactive().await?;
         }
         self.store
             .claim_deliveries(room as u32, self.lease, self.share * HELD_SHARES, &held)

@@ -53,6 +53,12 @@ impl Slots {
         held
     }
 
+    /// Forgets the claimed deliveries waiting for a slot of the subscriptions `keep` refuses
+    /// (deleted or inactive): they never start here, and their leases run out.
+    pub fn drop_waiting(&mut self, keep: impl Fn(&Uuid) -> bool) {
+        self.waiting.retain(|subscription, _| keep(subscription));
+    }
+
     /// Starts the attempt if its subscription has a free slot, else keeps it for the next
     /// that frees before `start_by`.
     pub fn start_or_queue(&mut self, delivery: Claimed, start_by: Instant) {

@@ -13,7 +13,7 @@
 //! from the value it read, so of two writers that read the same order, the second one's write
 //! finds the head moved and fails whole, and its batch is read and applied again.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -121,8 +121,9 @@ pub struct HeadWrite {
 pub struct Plan<'a> {
     /// Sorted by key: concurrent batches insert in one order and never deadlock.
     pub events: Vec<EventRow<'a>>,
-    /// Each written shipment in its final state.
+    /// Each written shipment in its final state, by order id (the one lock order).
     pub shipments: Vec<ShipmentWrite>,
+    /// By order id.
     pub heads: Vec<HeadWrite>,
     /// In the order the changes happened.
     pub outbox: Vec<OutboundEvent>,
@@ -183,7 +184,9 @@ pub fn plan<'a>(deliveries: &[&'a Delivery], loaded: Loaded, now: DateTime<Utc>)
         mut known,
         orders: mut stored_orders,
     } = loaded;
-    let mut orders: HashMap<&str, OrderSlot> = HashMap::new();
+    // By order id: shipments and heads are written in that order, so that two batches on
+    // the same orders lock their rows in one order and never wait for each other in a circle.
+    let mut orders: BTreeMap<&str, OrderSlot> = BTreeMap::new();
     let mut events = Vec::with_capacity(deliveries.len());
     let mut outbox = Vec::new();
     let mut answers = Vec::with_capacity(deliveries.len());

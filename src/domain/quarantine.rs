@@ -1,6 +1,7 @@
 //! Quarantine (contract section 11): an authentic event the service cannot apply (not JSON, a
 //! field missing or invalid, a limit broken) is kept, as it came, until an operator replays it
-//! (as it is, or corrected) or discards it. The same bytes again are the same entry.
+//! (as it is, or corrected) or discards it. The same bytes again, under the
+//! same signed id, are the same entry.
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -36,10 +37,10 @@ impl QuarantineStatus {
         Self::ALL.into_iter().find(|status| status.as_str() == text)
     }
 
-    /// A replay runs the event again: a held one for the first time, a replayed one again
-    /// (a duplicate, by its event id). A discarded one was let go.
+    /// Only a held event is replayed: a replayed one was applied once (and a correction
+    /// applied again could be another event), a discarded one was let go.
     pub fn can_replay(self) -> bool {
-        self != QuarantineStatus::Discarded
+        self == QuarantineStatus::Held
     }
 
     /// Only what is still held can be let go; what was replayed was applied.
@@ -53,9 +54,19 @@ impl QuarantineStatus {
     }
 }
 
-/// The key of a body: the same bytes, delivered again, are the same entry.
-pub fn body_key(body: &[u8]) -> String {
-    hex::encode(Sha256::digest(body))
+/// The key of an entry: the same bytes under the same signed event id (or with none),
+/// delivered again, are the same entry; under another signed id they are another event. (With
+/// no id the key is the body's digest alone, as it always was.)
+pub fn entry_key(body: &[u8], webhook_id: Option<&str>) -> String {
+    let mut digest = Sha256::new();
+    if let Some(id) = webhook_id {
+        // The id's length first: no id and body can be cut another way into the same bytes.
+        digest.update(format!("webhook-id:{}:", id.len()));
+        digest.update(id);
+        digest.update(b":");
+    }
+    digest.update(body);
+    hex::encode(digest.finalize())
 }
 
 #[cfg(test)]
@@ -65,7 +76,7 @@ mod tests {
     #[test]
     fn held_and_replayed_entries_replay_and_only_replayed_ones_cannot_be_discarded() {
         use QuarantineStatus::*;
-        assert!(Held.can_replay() && Replayed.can_replay() && !Discarded.can_replay());
+        assert!(Held.can_replay() && !Replayed.can_replay() && !Discarded.can_replay());
         assert!(Held.can_discard() && Discarded.can_discard() && !Replayed.can_discard());
         assert!(!Held.is_resolved() && Replayed.is_resolved() && Discarded.is_resolved());
         for status in QuarantineStatus::ALL {
@@ -74,8 +85,19 @@ mod tests {
     }
 
     #[test]
-    fn the_same_bytes_have_the_same_key_and_others_another() {
-        assert_eq!(body_key(b"{\"a\":1}"), body_key(b"{\"a\":1}"));
-        assert_ne!(body_key(b"{\"a\":1}"), body_key(b"{\"a\": 1}"));
+    fn the_same_bytes_under_the_same_id_have_the_same_key_and_others_another() {
+        let body = b"{\"a\":1}";
+        assert_eq!(entry_key(body, None), entry_key(body, None));
+        assert_ne!(entry_key(body, None), entry_key(b"{\"a\": 1}", None));
+        assert_eq!(
+            entry_key(body, Some("msg_1")),
+            entry_key(body, Some("msg_1"))
+        );
+        assert_ne!(
+            entry_key(body, Some("msg_1")),
+            entry_key(body, Some("msg_2"))
+        );
+        assert_ne!(entry_key(body, Some("msg_1")), entry_key(body, None));
+        assert_eq!(entry_key(body, None), hex::encode(Sha256::digest(body)));
     }
 }

@@ -75,6 +75,11 @@ pub async fn retry(
         .delivery(id)
         .await?
         .ok_or_else(|| not_found("delivery", id))?;
+    if queued == 0 && delivery.status == DeliveryStatus::REQUEUEABLE {
+        return Err(ApiError::Conflict(
+            "its subscription is inactive: activate it (PATCH {\"active\": true}) first".into(),
+        ));
+    }
     if queued == 0 {
         return Err(ApiError::Conflict(format!(
             "only a {} delivery can be queued again; this one is {}",

@@ -129,8 +129,15 @@ pub async fn recover(
 ) -> Result<HttpResponse, ApiError> {
     let id = path_id(&id, "subscription")?;
     let since = since(&json_body(&request, &body)?)?;
-    if state.store.subscription(id).await?.is_none() {
-        return Err(not_found("subscription", id));
+    let subscription = state
+        .store
+        .subscription(id)
+        .await?
+        .ok_or_else(|| not_found("subscription", id))?;
+    if !subscription.active {
+        return Err(ApiError::Conflict(
+            "the subscription is inactive: activate it (PATCH {\"active\": true}) first".into(),
+        ));
     }
     let queued = state.store.requeue(None, Some((id, since))).await?;
     Ok(HttpResponse::Ok().json(json!({ "queued": queued })))

@@ -11,7 +11,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::require_json;
-use crate::config::InvalidEvents;
+use crate::config::{InvalidEvents, QuarantineLimits};
 use crate::intake::{apply_event, Receipt};
 use crate::problem::ApiError;
 use crate::signature::Verified;
@@ -87,28 +87,29 @@ async fn accept(
     };
     match apply_event(state, &body, webhook_id).await {
         Err(error @ (ApiError::NotJson(_) | ApiError::Invalid { .. })) => {
-            let InvalidEvents::Quarantine { max_held } = state.invalid_events else {
+            let InvalidEvents::Quarantine(limits) = state.invalid_events else {
                 return Err(error);
             };
             let scheme = match verified {
                 Verified::Standard { .. } => "standard",
                 Verified::Hex => "hex",
             };
-            quarantine(state, &body, scheme, webhook_id, error, max_held).await
+            quarantine(state, &body, scheme, webhook_id, error, limits).await
         }
         applied => applied.map(Answer::Applied),
     }
 }
 
 /// Keeps an authentic event that could not be applied, with the problem it would have had;
-/// past `QUARANTINE_MAX_HELD` held entries, that problem is the answer.
+/// past `QUARANTINE_MAX_HELD` held entries or `QUARANTINE_MAX_BYTES` held bytes, that problem
+/// is the answer.
 async fn quarantine(
     state: &AppState,
     body: &[u8],
     scheme: &'static str,
     webhook_id: Option<&str>,
     error: ApiError,
-    max_held: u64,
+    limits: QuarantineLimits,
 ) -> Result<Answer, ApiError> {
     let problem = error.problem();
     let arrival = Arrival {
@@ -118,7 +119,7 @@ async fn quarantine(
         reason: error.kind(),
         problem: &problem,
     };
-    match state.store.quarantine(&arrival, max_held).await? {
+    match state.store.quarantine(&arrival, limits).await? {
         Quarantined::Kept(quarantine_id) => {
             state.metrics.quarantined(error.kind());
             tracing::info!(%quarantine_id, reason = error.kind(), "webhook quarantined");
@@ -130,7 +131,11 @@ async fn quarantine(
         }
         Quarantined::Full => {
             state.metrics.quarantine_full();
-            tracing::warn!(max_held, "quarantine is full: an invalid event is rejected");
+            tracing::warn!(
+                max_held = limits.held,
+                max_bytes = limits.bytes,
+                "quarantine is full: an invalid event is rejected"
+            );
             Err(error)
         }
     }

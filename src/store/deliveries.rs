@@ -150,9 +150,10 @@ impl Store {
         Ok(Some(record))
     }
 
-    /// Queues deliveries that may be queued again ([`DeliveryStatus::REQUEUEABLE`]) with a
-    /// fresh count of retries: one by id, or every one of a subscription made since a time.
-    /// Returns how many were queued.
+    /// Queues deliveries that may be queued again ([`DeliveryStatus::REQUEUEABLE`]) of active
+    /// subscriptions with a fresh count of retries: one by id, or every one of a subscription
+    /// made since a time. Returns how many were queued. An attempt still in flight for one of
+    /// them holds a claim no longer: its result changes nothing.
     pub async fn requeue(
         &self,
         delivery: Option<Uuid>,
@@ -164,9 +165,10 @@ impl Store {
             let mut tx = db.begin(Write::Plain).await?;
             let queued = sqlx::query(
                 "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = $1, \
-                     leased_until = NULL, updated_at = $1 \
+                     leased_until = NULL, claim = NULL, updated_at = $1 \
                  WHERE status = $5 AND ($2 IS NULL OR id = $2) \
-                   AND ($3 IS NULL OR subscription_id = $3) AND ($4 IS NULL OR created_at >= $4)",
+                   AND ($3 IS NULL OR subscription_id = $3) AND ($4 IS NULL OR created_at >= $4) \
+                   AND subscription_id IN (SELECT id FROM subscriptions WHERE active)",
             )
             .bind(now)
             .bind(delivery)

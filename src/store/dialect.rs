@@ -84,6 +84,15 @@ impl Dialect {
         }
     }
 
+    /// Locks the rows a `SELECT` reads until the transaction ends, so that writers of several
+    /// tables take them in one order (SQLite has one writer at a time).
+    pub fn lock_rows(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => "FOR NO KEY UPDATE",
+        }
+    }
+
     /// Rows claimed by one instance are skipped by the others (SQLite has one dispatcher).
     pub fn skip_locked(self, table: &str) -> String {
         match self {

@@ -43,7 +43,7 @@ pub use error::StoreError;
 pub use operator::Patched;
 pub use page::{Page, PageRequest};
 pub use quarantine::{Arrival, QuarantineEntry, Quarantined};
-pub use queue::{Claimed, Settlement};
+pub use queue::{Claim, Claimed, Settled, Settlement};
 pub use reads::{Activity, EventFilter, ShipmentFilter, StatusReport, TableStats};
 pub use retention::{Pass, Removed};
 pub use rows::EventRecord;
@@ -72,6 +72,44 @@ pub(super) fn json_text(value: &impl serde::Serialize) -> String {
 /// How long a request may wait for a database connection before it is told to retry (503).
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// What this instance's writes tell its dispatcher: a wake-up (the `Notify` it derefs to)
+/// after every commit that wrote outbound events or made deliveries due, and the
+/// subscriptions that stopped taking deliveries, whose claimed deliveries must not start.
+#[derive(Default)]
+pub struct DispatchSignals {
+    wake: tokio::sync::Notify,
+    revoked: std::sync::Mutex<std::collections::HashSet<uuid::Uuid>>,
+}
+
+impl DispatchSignals {
+    /// `subscription` was deleted or deactivated: what this instance holds of it waits no more.
+    pub fn revoke(&self, subscription: uuid::Uuid) {
+        self.revoked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(subscription);
+        self.wake.notify_one();
+    }
+
+    /// The subscriptions revoked since the last call.
+    pub fn take_revoked(&self) -> std::collections::HashSet<uuid::Uuid> {
+        std::mem::take(
+            &mut self
+                .revoked
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+}
+
+impl std::ops::Deref for DispatchSignals {
+    type Target = tokio::sync::Notify;
+
+    fn deref(&self) -> &tokio::sync::Notify {
+        &self.wake
+    }
+}
+
 #[derive(Clone)]
 pub enum Store {
     Sqlite(sqlite::SqliteStore),
@@ -89,6 +127,9 @@ pub(super) enum Write {
     Claim,
     /// Writing back what delivery attempts decided.
     Settle,
+    /// Keeping an event in quarantine: one at a time across instances, so that its bounds
+    /// hold however many keep events at once.
+    Quarantine,
 }
 
 /// A write transaction and, on SQLite, this process's turn to write, held until it ends.
@@ -178,7 +219,7 @@ impl Store {
 
     /// Woken after every commit of this instance that wrote outbound events: the dispatcher
     /// waits on it.
-    pub fn dispatch_wakeup(&self) -> &std::sync::Arc<tokio::sync::Notify> {
+    pub fn dispatch_wakeup(&self) -> &std::sync::Arc<DispatchSignals> {
         with_backend!(self, |db| db.dispatch_wakeup())
     }
 

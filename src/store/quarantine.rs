@@ -1,5 +1,5 @@
-//! Quarantined events: kept as they came (one entry per distinct body, counted at each
-//! delivery), listed and read by operators, and marked replayed or discarded as they decide.
+//! Quarantined events: kept as they came (one entry per distinct body and signed id, counted
+//! at each delivery), listed and read by operators, and marked replayed or discarded as they decide.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -9,7 +9,8 @@ use uuid::Uuid;
 
 use super::page::paginate;
 use super::{Page, PageRequest, Store, StoreError, Write};
-use crate::domain::quarantine::body_key;
+use crate::config::QuarantineLimits;
+use crate::domain::quarantine::entry_key;
 use crate::domain::QuarantineStatus;
 
 /// An authentic event that could not be applied, as it arrived.
@@ -31,7 +32,8 @@ pub struct Arrival<'a> {
 pub enum Quarantined {
     /// Kept: a new entry, or the entry of the same bytes, counted once more.
     Kept(Uuid),
-    /// `QUARANTINE_MAX_HELD` entries are held already: not kept.
+    /// `QUARANTINE_MAX_HELD` entries or `QUARANTINE_MAX_BYTES` bytes are held already: not
+    /// kept.
     Full,
 }
 
@@ -100,25 +102,23 @@ const ENTRY_COLUMNS: &str = "seq, id, status, reason, problem, scheme, webhook_i
      first_received_at, last_received_at, correction, event_id, resolved_at";
 
 impl Store {
-    /// Keeps `arrival`: counted on the entry of the same bytes, else a new entry while fewer
-    /// than `max_held` are held.
+    /// Keeps `arrival`: counted on the entry of the same bytes under the same signed id, else
+    /// a new entry while the held entries stay within `limits` (read and kept by one writer
+    /// at a time, so concurrent arrivals on several instances never pass them).
     pub async fn quarantine(
         &self,
         arrival: &Arrival<'_>,
-        max_held: u64,
+        limits: QuarantineLimits,
     ) -> Result<Quarantined, StoreError> {
-        let key = body_key(arrival.body);
+        let key = entry_key(arrival.body, arrival.webhook_id);
         let now = super::now();
-        let insert = "INSERT INTO quarantine (id, body_key, body, scheme, webhook_id, reason, \
-                                              problem, status, deliveries, first_received_at, \
-                                              last_received_at) \
-                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $9) \
-                      ON CONFLICT (body_key) DO UPDATE \
-                      SET deliveries = quarantine.deliveries + 1, \
-                          last_received_at = excluded.last_received_at \
-                      RETURNING id";
+        let insert = "INSERT INTO quarantine (id, body_key, body, body_bytes, scheme, webhook_id, \
+                                              reason, problem, status, deliveries, \
+                                              first_received_at, last_received_at) \
+                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $10) RETURNING id";
+        let size = i64::try_from(arrival.body.len()).unwrap_or(i64::MAX);
         Ok(with_backend!(self, |db| {
-            let mut tx = db.begin(Write::Plain).await?;
+            let mut tx = db.begin(Write::Quarantine).await?;
             let counted: Option<Uuid> = sqlx::query_scalar(
                 "UPDATE quarantine SET deliveries = deliveries + 1, last_received_at = $2 \
                  WHERE body_key = $1 RETURNING id",
@@ -131,17 +131,22 @@ impl Store {
                 tx.commit().await?;
                 return Ok(Quarantined::Kept(id));
             }
-            let held: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM quarantine WHERE status = $1")
-                .bind(QuarantineStatus::Held.as_str())
-                .fetch_one(tx.conn())
-                .await?;
-            if u64::try_from(held).unwrap_or_default() >= max_held {
+            let (held, bytes): (i64, i64) = sqlx::query_as(
+                "SELECT COUNT(*), CAST(COALESCE(SUM(body_bytes), 0) AS BIGINT) FROM quarantine \
+                 WHERE status = $1",
+            )
+            .bind(QuarantineStatus::Held.as_str())
+            .fetch_one(tx.conn())
+            .await?;
+            let after = |now: i64, more: i64| u64::try_from(now.saturating_add(more)).unwrap_or(0);
+            if after(held, 1) > limits.held || after(bytes, size) > limits.bytes {
                 return Ok(Quarantined::Full);
             }
             let id: Uuid = sqlx::query_scalar(insert)
                 .bind(Uuid::now_v7())
                 .bind(&key)
                 .bind(arrival.body)
+                .bind(size)
                 .bind(arrival.scheme)
                 .bind(arrival.webhook_id)
                 .bind(arrival.reason)
@@ -190,48 +195,87 @@ impl Store {
         row.map(QuarantineEntry::try_from).transpose()
     }
 
-    /// Marks an entry replayed, with the event id the replay applied and the correction it
-    /// applied instead of the body; whether it was one that may be replayed.
-    pub async fn mark_replayed(
+    /// Takes a held entry for one replay until `until`: no other replay and no discard of it
+    /// meanwhile. `None` when it is not held, or another replay holds it now.
+    pub async fn claim_replay(
         &self,
         id: Uuid,
-        event_id: &str,
-        correction: Option<&Value>,
-    ) -> Result<bool, StoreError> {
-        let replayable = allowed(QuarantineStatus::can_replay);
+        until: DateTime<Utc>,
+    ) -> Result<Option<Uuid>, StoreError> {
+        let claim = Uuid::now_v7();
+        let now = super::now();
         Ok(with_backend!(self, |db| {
             let mut tx = db.begin(Write::Plain).await?;
-            let marked = sqlx::query(&format!(
-                "UPDATE quarantine SET status = $2, event_id = $3, \
-                     correction = COALESCE($4, correction), \
-                     resolved_at = COALESCE(resolved_at, $5) \
-                 WHERE id = $1 AND status IN ({replayable})"
-            ))
+            let claimed = sqlx::query(
+                "UPDATE quarantine SET replay_claim = $2, replay_until = $3 \
+                 WHERE id = $1 AND status = $4 AND (replay_until IS NULL OR replay_until < $5)",
+            )
             .bind(id)
-            .bind(QuarantineStatus::Replayed.as_str())
-            .bind(event_id)
-            .bind(correction.map(Json))
-            .bind(super::now())
+            .bind(claim)
+            .bind(until)
+            .bind(QuarantineStatus::Held.as_str())
+            .bind(now)
             .execute(tx.conn())
             .await?
             .rows_affected();
             tx.commit().await?;
-            marked == 1
+            (claimed == 1).then_some(claim)
         }))
     }
 
-    /// Marks an entry discarded; whether it was one that may be discarded.
+    /// Ends a replay's claim: marked replayed, with the event id it applied and the
+    /// correction it applied instead of the body (`applied`), or held as before (`None`: it
+    /// could not be applied). Whether the claim still held.
+    pub async fn end_replay(
+        &self,
+        id: Uuid,
+        claim: Uuid,
+        applied: Option<(&str, Option<&Value>)>,
+    ) -> Result<bool, StoreError> {
+        let (status, event_id, correction) = match applied {
+            Some((event_id, correction)) => {
+                (QuarantineStatus::Replayed, Some(event_id), correction)
+            }
+            None => (QuarantineStatus::Held, None, None),
+        };
+        let resolved = (status != QuarantineStatus::Held).then(super::now);
+        Ok(with_backend!(self, |db| {
+            let mut tx = db.begin(Write::Plain).await?;
+            let ended = sqlx::query(
+                "UPDATE quarantine SET status = $3, event_id = COALESCE($4, event_id), \
+                     correction = COALESCE($5, correction), resolved_at = $6, \
+                     replay_claim = NULL, replay_until = NULL \
+                 WHERE id = $1 AND replay_claim = $2",
+            )
+            .bind(id)
+            .bind(claim)
+            .bind(status.as_str())
+            .bind(event_id)
+            .bind(correction.map(Json))
+            .bind(resolved)
+            .execute(tx.conn())
+            .await?
+            .rows_affected();
+            tx.commit().await?;
+            ended == 1
+        }))
+    }
+
+    /// Marks an entry discarded; whether it was one that may be discarded (and no replay
+    /// holds it).
     pub async fn discard_quarantined(&self, id: Uuid) -> Result<bool, StoreError> {
         let discardable = allowed(QuarantineStatus::can_discard);
+        let now = super::now();
         Ok(with_backend!(self, |db| {
             let mut tx = db.begin(Write::Plain).await?;
             let marked = sqlx::query(&format!(
                 "UPDATE quarantine SET status = $2, resolved_at = COALESCE(resolved_at, $3) \
-                 WHERE id = $1 AND status IN ({discardable})"
+                 WHERE id = $1 AND status IN ({discardable}) \
+                   AND (replay_until IS NULL OR replay_until < $3)"
             ))
             .bind(id)
             .bind(QuarantineStatus::Discarded.as_str())
-            .bind(super::now())
+            .bind(now)
             .execute(tx.conn())
             .await?
             .rows_affected();

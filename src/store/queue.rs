@@ -2,7 +2,7 @@
 //! wants them (fan-out), due deliveries are leased to an instance (claim), and what each
 //! attempt decided is written back (settle). On PostgreSQL several instances share the queue.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -32,6 +32,9 @@ pub struct Claimed {
     pub url: String,
     pub secret: String,
     pub subscription_id: Uuid,
+    /// The claim that holds the lease: the attempt's result counts only while it still does.
+    #[sqlx(skip)]
+    pub claim: Uuid,
 }
 
 impl std::fmt::Debug for Claimed {
@@ -46,11 +49,21 @@ impl std::fmt::Debug for Claimed {
     }
 }
 
+/// What a claim leased, and which subscriptions were active when it did: a delivery this
+/// instance holds for any other must not start.
+#[derive(Debug, Default)]
+pub struct Claim {
+    pub deliveries: Vec<Claimed>,
+    pub active: HashSet<Uuid>,
+}
+
 /// What one attempt decided, to be written back.
 #[derive(Debug, Clone)]
 pub struct Settlement {
     pub id: Uuid,
     pub subscription_id: Uuid,
+    /// The claim the attempt was made under.
+    pub claim: Uuid,
     pub status: DeliveryStatus,
     pub attempts: i32,
     /// When to try again, for a delivery still pending.
@@ -156,12 +169,13 @@ impl Store {
         lease: Duration,
         share: u32,
         running: &HashMap<Uuid, u32>,
-    ) -> Result<Vec<Claimed>, StoreError> {
+    ) -> Result<Claim, StoreError> {
         let dialect = self.dialect();
         let now = super::now();
         let until = now + lease;
+        let claim = Uuid::now_v7();
         let lease_sql = format!(
-            "UPDATE deliveries SET leased_until = $2 WHERE {}",
+            "UPDATE deliveries SET leased_until = $2, claim = $3 WHERE {}",
             dialect.in_json_uuids("id", 1)
         );
         Ok(with_backend!(self, |db| {
@@ -170,12 +184,16 @@ impl Store {
                 sqlx::query_as(SUBSCRIPTIONS_WITH_WORK)
                     .fetch_all(tx.conn())
                     .await?;
+            let active = subscriptions.iter().map(|(id, _)| *id).collect();
             let subscriptions = subscriptions
                 .into_iter()
                 .map(|(id, due)| (id, running.get(&id).copied().unwrap_or_default(), due));
             let shares = delivery::shares(subscriptions, share, now, limit as usize);
             if shares.is_empty() {
-                return Ok(Vec::new());
+                return Ok(Claim {
+                    deliveries: Vec::new(),
+                    active,
+                });
             }
             let select = claim_sql(dialect, shares.len());
             let mut query = sqlx::query_as::<_, Claimed>(&select)
@@ -184,41 +202,58 @@ impl Store {
             for (subscription, room) in &shares {
                 query = query.bind(*subscription).bind(i64::from(*room));
             }
-            let claimed = query.fetch_all(tx.conn()).await?;
+            let mut claimed = query.fetch_all(tx.conn()).await?;
             if !claimed.is_empty() {
                 let ids: Vec<String> = claimed.iter().map(|c| c.id.simple().to_string()).collect();
                 sqlx::query(&lease_sql)
                     .bind(json_text(&ids))
                     .bind(until)
+                    .bind(claim)
                     .execute(tx.conn())
                     .await?;
             }
+            for delivery in &mut claimed {
+                delivery.claim = claim;
+            }
             tx.commit().await?;
-            claimed
+            Claim {
+                deliveries: claimed,
+                active,
+            }
         }))
     }
 
     /// Writes back what the attempts decided, in one transaction, with what they say of each
     /// subscription: a 410 deactivates it at once (`gone`); a subscription that has failed
     /// since before `failing_before`, with nothing delivered meanwhile, is deactivated too
-    /// (`failing`).
+    /// (`failing`). A result counts only while its attempt's claim still holds the delivery:
+    /// one whose lease passed to another claim, or whose delivery was queued again or deleted
+    /// meanwhile, changes nothing and is counted in [`Settled::stale`]; it never fails the
+    /// others.
     pub async fn settle(
         &self,
         settlements: &[Settlement],
         failing_before: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Settled, StoreError> {
         if settlements.is_empty() {
-            return Ok(());
+            return Ok(Settled::default());
         }
         let sql = self.dialect();
+        let lock = format!(
+            "SELECT id FROM subscriptions WHERE {} ORDER BY id {}",
+            sql.in_json_uuids("id", 1),
+            sql.lock_rows()
+        );
         let update = format!(
             "UPDATE deliveries SET status = r.status, attempts = r.attempts, \
-                 next_attempt_at = r.next_attempt_at, leased_until = NULL, \
+                 next_attempt_at = r.next_attempt_at, leased_until = NULL, claim = NULL, \
                  last_error = r.error, updated_at = $2 \
-             FROM (SELECT {} AS id, value ->> 1 AS status, {} AS attempts, \
+             FROM (SELECT {} AS rid, {} AS rclaim, value ->> 1 AS status, {} AS attempts, \
                           {} AS next_attempt_at, value ->> 3 AS error FROM {}) AS r \
-             WHERE deliveries.id = r.id AND {}",
+             WHERE deliveries.id = r.rid AND deliveries.claim = r.rclaim AND {} \
+             RETURNING id",
             sql.uuid("value ->> 0"),
+            sql.uuid("value ->> 5"),
             sql.cast("value ->> 2", "int"),
             sql.time("value ->> 4"),
             sql.json_rows(1),
@@ -242,21 +277,21 @@ impl Store {
         );
         let failing = format!(
             "UPDATE subscriptions SET failing_since = r.since \
-             FROM (SELECT {} AS id, {} AS since FROM {}) AS r \
-             WHERE subscriptions.id = r.id AND subscriptions.failing_since IS NULL",
+             FROM (SELECT {} AS rid, {} AS since FROM {}) AS r \
+             WHERE subscriptions.id = r.rid AND subscriptions.failing_since IS NULL",
             sql.uuid("value ->> 0"),
             sql.time("value ->> 1"),
             sql.json_rows(1),
         );
         let deactivate = format!(
             "UPDATE subscriptions SET active = false, deactivated_reason = $3, updated_at = $2 \
-             WHERE active AND {} AND ($4 IS NULL OR failing_since < $4)",
+             WHERE active AND {} AND ($4 IS NULL OR failing_since < $4) RETURNING id",
             sql.in_json_uuids("id", 1)
         );
+        let fail_waiting = fail_waiting_sql(sql, true);
         let mut ids = Vec::new();
         let mut updates = Vec::new();
-        let mut tries = Vec::new();
-        let mut gone = Vec::new();
+        let mut subscriptions = Vec::new();
         for settled in settlements {
             let id = settled.id.simple().to_string();
             ids.push(id.clone());
@@ -266,9 +301,136 @@ impl Store {
                 settled.attempts,
                 settled.error,
                 time_text(settled.next_attempt_at),
+                settled.claim.simple().to_string(),
             ]));
+            subscriptions.push(settled.subscription_id.simple().to_string());
+        }
+        subscriptions.sort_unstable();
+        subscriptions.dedup();
+        let now = super::now();
+        Ok(with_backend!(self, |db| {
+            let mut tx = db.begin(Write::Settle).await?;
+            // Subscriptions before deliveries, in id order, as every writer of both does.
+            sqlx::query(&lock)
+                .bind(json_text(&subscriptions))
+                .execute(tx.conn())
+                .await?;
+            let held: HashSet<Uuid> = sqlx::query_scalar(&update)
+                .bind(json_text(&updates))
+                .bind(now)
+                .bind(json_text(&ids))
+                .fetch_all(tx.conn())
+                .await?
+                .into_iter()
+                .collect();
+            let counted: Vec<&Settlement> = settlements
+                .iter()
+                .filter(|settled| held.contains(&settled.id))
+                .collect();
+            let effects = SettleEffects::of(&counted, failing_before);
+            if !effects.tries.is_empty() {
+                sqlx::query(&attempts)
+                    .bind(json_text(&effects.tries))
+                    .execute(tx.conn())
+                    .await?;
+            }
+            if !effects.healthy.is_empty() {
+                sqlx::query(&delivering)
+                    .bind(json_text(&effects.healthy))
+                    .execute(tx.conn())
+                    .await?;
+            }
+            if !effects.unhealthy_since.is_empty() {
+                sqlx::query(&failing)
+                    .bind(json_text(&effects.unhealthy_since))
+                    .execute(tx.conn())
+                    .await?;
+            }
+            let mut deactivated = Vec::new();
+            for (subscriptions, reason, before) in &effects.deactivations {
+                if subscriptions.is_empty() {
+                    continue;
+                }
+                let ids: Vec<Uuid> = sqlx::query_scalar(&deactivate)
+                    .bind(json_text(subscriptions))
+                    .bind(now)
+                    .bind(reason.as_str())
+                    .bind(*before)
+                    .fetch_all(tx.conn())
+                    .await?;
+                deactivated.extend(ids);
+            }
+            sqlx::query(&fail_waiting)
+                .bind(now)
+                .bind(json_text(&subscriptions))
+                .execute(tx.conn())
+                .await?;
+            tx.commit().await?;
+            Settled {
+                stale: settlements
+                    .iter()
+                    .map(|settled| settled.id)
+                    .filter(|id| !held.contains(id))
+                    .collect(),
+                deactivated,
+            }
+        }))
+    }
+
+    /// Fails every pending delivery of an inactive subscription, saying why: nothing is left
+    /// `pending` that will not be attempted. The statements that deactivate a subscription do
+    /// this in their own transaction; this pass catches a delivery made or queued again by a
+    /// transaction that read the subscription as active just before. Returns how many failed.
+    pub async fn fail_waiting_of_inactive(&self) -> Result<u64, StoreError> {
+        let any = "SELECT EXISTS (SELECT 1 FROM deliveries d JOIN subscriptions s \
+                                    ON s.id = d.subscription_id \
+                                  WHERE d.status = 'pending' AND NOT s.active)";
+        let fail = fail_waiting_sql(self.dialect(), false);
+        Ok(with_backend!(self, |db| {
+            // A read first: the write (SQLite's only writer's turn) is almost never needed.
+            let waiting: bool = {
+                let mut conn = db.reader().await?;
+                sqlx::query_scalar(any).fetch_one(&mut *conn).await?
+            };
+            if !waiting {
+                return Ok(0);
+            }
+            let mut tx = db.begin(Write::Plain).await?;
+            let failed = sqlx::query(&fail)
+                .bind(super::now())
+                .execute(tx.conn())
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            failed
+        }))
+    }
+}
+
+/// What a settlement wrote.
+#[derive(Debug, Default)]
+pub struct Settled {
+    /// The deliveries whose results' claims no longer held: written nowhere.
+    pub stale: HashSet<Uuid>,
+    /// Subscriptions the results deactivated.
+    pub deactivated: Vec<Uuid>,
+}
+
+/// The rows a settlement writes besides the deliveries, from the results that count.
+struct SettleEffects {
+    tries: Vec<serde_json::Value>,
+    healthy: Vec<String>,
+    unhealthy_since: Vec<serde_json::Value>,
+    deactivations: [(Vec<String>, DeactivationReason, Option<DateTime<Utc>>); 2],
+}
+
+impl SettleEffects {
+    fn of(counted: &[&Settlement], failing_before: DateTime<Utc>) -> SettleEffects {
+        let mut tries = Vec::new();
+        let mut gone = Vec::new();
+        for settled in counted {
             tries.push(serde_json::json!([
-                id,
+                settled.id.simple().to_string(),
                 time_text(settled.attempted_at),
                 settled.error,
                 settled.status_code,
@@ -278,7 +440,7 @@ impl Store {
                 gone.push(settled.subscription_id.simple().to_string());
             }
         }
-        let health = delivery::health(settlements.iter().map(|settled| {
+        let health = delivery::health(counted.iter().map(|settled| {
             (
                 settled.subscription_id,
                 settled.status == DeliveryStatus::Delivered,
@@ -298,51 +460,35 @@ impl Store {
                 }
             }
         }
-        let now = super::now();
-        let deactivations = [
-            (gone, DeactivationReason::Gone, None),
-            (unhealthy, DeactivationReason::Failing, Some(failing_before)),
-        ];
-        with_backend!(self, |db| {
-            let mut tx = db.begin(Write::Settle).await?;
-            sqlx::query(&update)
-                .bind(json_text(&updates))
-                .bind(now)
-                .bind(json_text(&ids))
-                .execute(tx.conn())
-                .await?;
-            sqlx::query(&attempts)
-                .bind(json_text(&tries))
-                .execute(tx.conn())
-                .await?;
-            if !healthy.is_empty() {
-                sqlx::query(&delivering)
-                    .bind(json_text(&healthy))
-                    .execute(tx.conn())
-                    .await?;
-            }
-            if !unhealthy_since.is_empty() {
-                sqlx::query(&failing)
-                    .bind(json_text(&unhealthy_since))
-                    .execute(tx.conn())
-                    .await?;
-            }
-            for (subscriptions, reason, before) in &deactivations {
-                if subscriptions.is_empty() {
-                    continue;
-                }
-                sqlx::query(&deactivate)
-                    .bind(json_text(subscriptions))
-                    .bind(now)
-                    .bind(reason.as_str())
-                    .bind(*before)
-                    .execute(tx.conn())
-                    .await?;
-            }
-            tx.commit().await?;
-        });
-        Ok(())
+        SettleEffects {
+            tries,
+            healthy,
+            unhealthy_since,
+            deactivations: [
+                (gone, DeactivationReason::Gone, None),
+                (unhealthy, DeactivationReason::Failing, Some(failing_before)),
+            ],
+        }
     }
+}
+
+/// Fails the pending deliveries of inactive subscriptions (of those in the JSON list `$2`
+/// when `scoped`), with why in `last_error`; `$1` is now. Their claims stay: an attempt in
+/// flight still writes back what it got.
+pub(super) fn fail_waiting_sql(sql: super::dialect::Dialect, scoped: bool) -> String {
+    let scope = if scoped {
+        format!("AND {}", sql.in_json_uuids("id", 2))
+    } else {
+        String::new()
+    };
+    format!(
+        "UPDATE deliveries SET status = 'failed', updated_at = $1, \
+             last_error = 'subscription inactive' || COALESCE(' (' || \
+                 (SELECT s.deactivated_reason FROM subscriptions s \
+                  WHERE s.id = deliveries.subscription_id) || ')', '') \
+         WHERE status = 'pending' \
+           AND subscription_id IN (SELECT id FROM subscriptions WHERE NOT active {scope})"
+    )
 }
 
 /// Each active subscription with when its oldest pending delivery is due: one index probe

@@ -183,16 +183,20 @@ impl Store {
     }
 
     /// Closed orders that have seen no event and no move since the horizon and still have
-    /// their history: up to a chunk of them, longest untouched first.
-    async fn closed_orders(&self, horizon: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
+    /// their history, with their heads as read: up to a chunk of them, longest untouched
+    /// first.
+    async fn closed_orders(
+        &self,
+        horizon: DateTime<Utc>,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
         let sql = format!(
-            "SELECT s.order_id FROM shipments s WHERE {CLOSED_INACTIVE} \
+            "SELECT s.order_id, s.head_seq FROM shipments s WHERE {CLOSED_INACTIVE} \
              ORDER BY s.updated_at LIMIT $3"
         )
         .replace("{closed}", &self.dialect().json_texts(2));
         Ok(with_backend!(self, |db| {
             let mut conn = db.reader().await?;
-            sqlx::query_scalar(&sql)
+            sqlx::query_as(&sql)
                 .bind(horizon)
                 .bind(closed_statuses())
                 .bind(CHUNK_ORDERS)
@@ -201,21 +205,26 @@ impl Store {
         }))
     }
 
-    /// Removes the histories of `orders` that are still closed and inactive; returns how many
-    /// orders closed and how many event rows went. Each order is marked first, its head
-    /// advanced: a writer that read the order before fails its write and reads it again (too
-    /// late now), and one that wrote first has committed before the removal reads what to
-    /// remove.
+    /// Removes the histories of `orders` that are still closed and inactive, and whose heads
+    /// are still as read; returns how many orders closed and how many event rows went. Each
+    /// order is marked first, its head advanced: a writer that read the order before fails
+    /// its write and reads it again (too late now). A writer that recorded an event first
+    /// advanced the head, so the mark passes the order by, even where it waited for that
+    /// writer's row and its subquery cannot see the event.
     async fn remove_histories(
         &self,
         horizon: DateTime<Utc>,
-        orders: &[String],
+        orders: &[(String, i64)],
     ) -> Result<(u64, u64), StoreError> {
         let dialect = self.dialect();
         let mark = format!(
             "UPDATE shipments AS s SET history_removed_at = $4, head_seq = s.head_seq + 1 \
-             WHERE {CLOSED_INACTIVE} AND s.order_id IN ({}) RETURNING order_id",
-            dialect.json_texts(3)
+             WHERE {CLOSED_INACTIVE} \
+               AND EXISTS (SELECT 1 FROM {} WHERE value ->> 0 = s.order_id \
+                                            AND {} = s.head_seq) \
+             RETURNING order_id",
+            dialect.json_rows(3),
+            dialect.cast("value ->> 1", "bigint"),
         )
         .replace("{closed}", &dialect.json_texts(2));
         let delete = format!(

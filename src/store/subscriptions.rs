@@ -130,43 +130,76 @@ impl Store {
              WHERE id = $1 RETURNING {SUBSCRIPTION_COLUMNS}"
         );
         let deactivation = patch.deactivation();
+        let fail_waiting = super::queue::fail_waiting_sql(self.dialect(), true);
+        let now = super::now();
         let row: Option<SubscriptionRow> = with_backend!(self, |db| {
             let mut tx = db.begin(Write::Plain).await?;
-            let row = sqlx::query_as(&sql)
+            let row: Option<SubscriptionRow> = sqlx::query_as(&sql)
                 .bind(id)
                 .bind(patch.url.as_deref())
                 .bind(patch.event_types.as_ref().map(Json))
                 .bind(patch.active)
-                .bind(super::now())
+                .bind(now)
                 .bind(deactivation.is_some())
                 .bind(deactivation.flatten().map(DeactivationReason::as_str))
                 .fetch_optional(tx.conn())
                 .await?;
+            if row.as_ref().is_some_and(|row| !row.active) {
+                sqlx::query(&fail_waiting)
+                    .bind(now)
+                    .bind(super::json_text(&[id.simple().to_string()]))
+                    .execute(tx.conn())
+                    .await?;
+            }
             tx.commit().await?;
             row
         });
-        if patch.active == Some(true) {
+        match &row {
+            Some(row) if !row.active => self.dispatch_wakeup().revoke(id),
             // Deliveries held back while it was inactive are due now.
-            self.dispatch_wakeup().notify_one();
+            Some(_) if patch.active == Some(true) => self.dispatch_wakeup().notify_one(),
+            _ => {}
         }
         row.map(Subscription::try_from).transpose()
     }
 
-    /// Deletes the subscription and its deliveries; whether it existed.
+    /// Deletes the subscription and its deliveries (with their attempts); whether it existed.
+    /// No attempt of it starts on this instance after this returns; attempts in flight come
+    /// back to deliveries that are gone, and change nothing.
     pub async fn delete_subscription(&self, id: Uuid) -> Result<bool, StoreError> {
-        Ok(with_backend!(self, |db| {
+        let lock = format!(
+            "SELECT id FROM subscriptions WHERE id = $1 {}",
+            self.dialect().lock_rows()
+        );
+        let deleted = with_backend!(self, |db| {
             let mut tx = db.begin(Write::Plain).await?;
+            // The subscription before its deliveries, as every writer of both does.
+            let found: Option<Uuid> = sqlx::query_scalar(&lock)
+                .bind(id)
+                .fetch_optional(tx.conn())
+                .await?;
+            if found.is_none() {
+                return Ok(false);
+            }
+            sqlx::query(
+                "DELETE FROM delivery_attempts WHERE delivery_id IN \
+                   (SELECT id FROM deliveries WHERE subscription_id = $1)",
+            )
+            .bind(id)
+            .execute(tx.conn())
+            .await?;
             sqlx::query("DELETE FROM deliveries WHERE subscription_id = $1")
                 .bind(id)
                 .execute(tx.conn())
                 .await?;
-            let deleted = sqlx::query("DELETE FROM subscriptions WHERE id = $1")
+            sqlx::query("DELETE FROM subscriptions WHERE id = $1")
                 .bind(id)
                 .execute(tx.conn())
-                .await?
-                .rows_affected();
+                .await?;
             tx.commit().await?;
-            deleted == 1
-        }))
+            true
+        });
+        self.dispatch_wakeup().revoke(id);
+        Ok(deleted)
     }
 }

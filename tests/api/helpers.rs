@@ -56,6 +56,20 @@ macro_rules! on_both_backends {
     )*};
 }
 
+/// Emits a `postgres` test for each named `async fn(Backend)`: for what only several instances
+/// on one database can show.
+#[macro_export]
+macro_rules! on_postgres {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name($crate::helpers::Backend::Postgres).await
+            }
+        }
+    )*};
+}
+
 /// A fresh database: a SQLite file in a temporary folder, or `test_<uuid>` on the PostgreSQL
 /// server of `TEST_DATABASE_URL`. Dropped (folder or database) with this value.
 pub struct TestDb {
@@ -260,8 +274,18 @@ pub async fn spawn_app_with(backend: Backend, overrides: &[(&str, &str)]) -> Tes
 
 /// Starts the service in this process on an existing database.
 pub async fn spawn_app_on(db: TestDb, overrides: &[(&str, &str)]) -> TestApp {
+    let address = start_instance(&db, overrides).await;
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        db,
+    }
+}
+
+/// Starts one more instance of the service in this process on `db`; returns its address.
+pub async fn start_instance(db: &TestDb, overrides: &[(&str, &str)]) -> String {
     init_logs();
-    let mut env = test_env(&db);
+    let mut env = test_env(db);
     for (name, value) in overrides {
         env.insert(name.to_string(), value.to_string());
     }
@@ -269,11 +293,7 @@ pub async fn spawn_app_on(db: TestDb, overrides: &[(&str, &str)]) -> TestApp {
     let app = App::build(config).await.expect("the service starts");
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
-    TestApp {
-        address,
-        client: reqwest::Client::new(),
-        db,
-    }
+    address
 }
 
 /// An order event of `event_type` with the seed's data (or only the order id for a

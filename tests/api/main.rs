@@ -16,6 +16,7 @@ mod guard;
 mod lifecycle;
 mod openapi;
 mod operators;
+mod outbound;
 mod outbox;
 mod quarantine;
 mod retention;

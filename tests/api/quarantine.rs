@@ -7,11 +7,11 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    assert_problem, now, order_event, run_command, spawn_app, spawn_app_with, standard_headers,
-    wait_until, Backend, TestApp, WHSEC,
+    assert_problem, lifecycle_event, now, order_event, post_signed_to, run_command, spawn_app,
+    spawn_app_with, standard_headers, start_instance, wait_until, Backend, TestApp, WHSEC,
 };
-use crate::on_both_backends;
 use crate::signatures::malformed_bodies;
+use crate::{on_both_backends, on_postgres};
 
 on_both_backends!(
     each_kind_of_invalid_event_is_kept_once_and_counted,
@@ -25,7 +25,13 @@ on_both_backends!(
     past_the_cap_a_new_invalid_event_is_rejected,
     replayed_and_discarded_entries_go_after_retention,
     the_signed_webhook_id_is_the_replays_event_id,
+    a_replayed_update_is_not_applied_again_with_another_correction,
+    a_replay_and_a_discard_racing_leave_exactly_one_done,
+    the_same_bytes_under_another_signed_id_are_another_entry,
+    past_the_byte_bound_a_new_invalid_event_is_rejected,
 );
+
+on_postgres!(two_instances_quarantining_at_once_never_pass_the_cap);
 
 async fn post(app: &TestApp, body: &[u8]) -> (u16, Value) {
     let response = app.post_signed(body).await;
@@ -208,7 +214,7 @@ async fn a_replay_applies_the_event_once_as_is_or_corrected(backend: Backend) {
 
     let (as_is, still) = replay(&app, id, None).await;
     let (corrected, applied) = replay(&app, id, Some(order_event("ORD-Q-FIX"))).await;
-    let (again, duplicate) = replay(&app, id, Some(order_event("ORD-Q-FIX"))).await;
+    let (again, refused) = replay(&app, id, Some(order_event("ORD-Q-FIX"))).await;
     let (redelivered, original_again) = post(&app, &original).await;
 
     assert_eq!(as_is, 422);
@@ -226,8 +232,11 @@ async fn a_replay_applies_the_event_once_as_is_or_corrected(backend: Backend) {
         String::from_utf8(original.clone()).unwrap(),
         "the original kept beside the correction"
     );
-    assert_eq!((again, &duplicate["status"]), (200, &json!("duplicate")));
-    assert_eq!(duplicate["shipment_id"], applied["shipment_id"]);
+    assert_eq!(again, 409, "replayed at most once");
+    assert!(refused["type"]
+        .as_str()
+        .unwrap()
+        .ends_with("already-replayed"));
     assert_eq!(redelivered, 202, "the original is still not an event");
     assert_eq!(original_again["quarantine_id"], json!(id));
     assert_eq!(app.db.count_shipments().await, 1);
@@ -247,11 +256,8 @@ async fn concurrent_replays_have_one_effect(backend: Backend) {
         join_all((0..10).map(|_| replay(&app, id, Some(order_event("ORD-Q-RACE"))))).await;
 
     let created = answers.iter().filter(|(status, _)| *status == 201).count();
-    let duplicates = answers
-        .iter()
-        .filter(|(status, answer)| *status == 200 && answer["status"] == "duplicate")
-        .count();
-    assert_eq!((created, duplicates), (1, 9), "{answers:?}");
+    let refused = answers.iter().filter(|(status, _)| *status == 409).count();
+    assert_eq!((created, refused), (1, 9), "{answers:?}");
     assert_eq!(app.db.count_shipments().await, 1);
 }
 
@@ -361,4 +367,134 @@ async fn the_signed_webhook_id_is_the_replays_event_id(backend: Backend) {
         (&entry["scheme"], &entry["webhook_id"]),
         (&json!("standard"), &json!("msg_quarantined"))
     );
+}
+
+async fn a_replayed_update_is_not_applied_again_with_another_correction(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.create_shipment("ORD-Q-TWICE").await;
+    let mut broken = lifecycle_event("order.updated", "ORD-Q-TWICE", None);
+    broken["data"]["items"] = json!([]);
+    let (_, kept) = post(&app, &serde_json::to_vec(&broken).unwrap()).await;
+    let id = kept["quarantine_id"].as_str().unwrap();
+    let mut first = lifecycle_event("order.updated", "ORD-Q-TWICE", None);
+    first["data"]["customer_id"] = json!("FIRST");
+    let mut second = first.clone();
+    second["data"]["customer_id"] = json!("SECOND");
+
+    let (applied, _) = replay(&app, id, Some(first.clone())).await;
+    let (again, refused) = replay(&app, id, Some(second)).await;
+
+    assert_eq!(applied, 200);
+    assert_eq!(again, 409);
+    assert!(refused["type"]
+        .as_str()
+        .unwrap()
+        .ends_with("already-replayed"));
+    let entry = app.get_json(&format!("/quarantine/{id}")).await;
+    assert_eq!(entry["correction"], first, "the applied correction is kept");
+    let shipment = app.shipment_of("ORD-Q-TWICE").await;
+    assert_eq!(
+        (&shipment["customer_id"], &shipment["version"]),
+        (&json!("FIRST"), &json!(2))
+    );
+    assert_eq!(app.db.count_events().await, 2);
+}
+
+async fn a_replay_and_a_discard_racing_leave_exactly_one_done(backend: Backend) {
+    let app = spawn_app(backend).await;
+    for n in 0..10 {
+        let order = format!("ORD-Q-RACE-{n}");
+        let (_, kept) = post(&app, &serde_json::to_vec(&without_zip(&order)).unwrap()).await;
+        let id = kept["quarantine_id"].as_str().unwrap();
+        let discard_path = format!("/quarantine/{id}/discard");
+
+        let ((replayed, _), discarded) = tokio::join!(
+            replay(&app, id, Some(order_event(&order))),
+            app.call(Method::POST, &discard_path, None)
+        );
+
+        let discarded = discarded.status().as_u16();
+        let entry = app.get_json(&format!("/quarantine/{id}")).await;
+        let shipments = app
+            .db
+            .scalar(&format!(
+                "SELECT COUNT(*) FROM shipments WHERE order_id = '{order}'"
+            ))
+            .await;
+        match (replayed, discarded) {
+            (201, 409) => assert_eq!((&entry["status"], shipments), (&json!("replayed"), 1)),
+            (409, 200) => assert_eq!((&entry["status"], shipments), (&json!("discarded"), 0)),
+            other => panic!("one of the two must be done, the other refused: {other:?}"),
+        }
+    }
+}
+
+async fn the_same_bytes_under_another_signed_id_are_another_entry(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let body = serde_json::to_vec(&without_zip("ORD-Q-IDS")).unwrap();
+    let post_as = |id: &'static str| {
+        let headers = standard_headers(WHSEC, id, now(), &body);
+        let body = body.clone();
+        let app = &app;
+        async move {
+            let answer: Value = app.post_webhook(body, &headers).await.json().await.unwrap();
+            answer["quarantine_id"].as_str().unwrap().to_owned()
+        }
+    };
+
+    let first = post_as("msg_first").await;
+    let first_again = post_as("msg_first").await;
+    let second = post_as("msg_second").await;
+
+    assert_eq!(first, first_again);
+    assert_ne!(first, second);
+    let entry = app.get_json(&format!("/quarantine/{second}")).await;
+    assert_eq!(entry["webhook_id"], "msg_second");
+    let (status, applied) = replay(&app, &second, Some(order_event("ORD-Q-IDS"))).await;
+    assert_eq!((status, &applied["event_id"]), (201, &json!("msg_second")));
+}
+
+async fn past_the_byte_bound_a_new_invalid_event_is_rejected(backend: Backend) {
+    let app = spawn_app_with(backend, &[("QUARANTINE_MAX_BYTES", "1KiB")]).await;
+    let padded = |order: &str, bytes: usize| {
+        let mut event = without_zip(order);
+        event["padding"] = json!("x".repeat(bytes));
+        serde_json::to_vec(&event).unwrap()
+    };
+
+    let (first, _) = post(&app, &padded("ORD-Q-B1", 300)).await;
+    let over = app.post_signed(&padded("ORD-Q-B2", 600)).await;
+    let (small, _) = post(&app, &padded("ORD-Q-B3", 0)).await;
+
+    assert_eq!(first, 202);
+    assert_problem(over, 422).await;
+    assert_eq!(small, 202, "what fits under the bound is still kept");
+    assert_eq!(app.db.scalar("SELECT COUNT(*) FROM quarantine").await, 2);
+}
+
+async fn two_instances_quarantining_at_once_never_pass_the_cap(backend: Backend) {
+    let app = spawn_app_with(backend, &[("QUARANTINE_MAX_HELD", "5")]).await;
+    let other = start_instance(&app.db, &[("QUARANTINE_MAX_HELD", "5")]).await;
+    let addresses = [app.address.clone(), other];
+
+    let answers = join_all((0..40).map(|n| {
+        let body = serde_json::to_vec(&without_zip(&format!("ORD-Q-CAP2-{n}"))).unwrap();
+        let address = addresses[n % 2].clone();
+        let client = app.client.clone();
+        async move {
+            post_signed_to(&client, &address, &body)
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    }))
+    .await;
+
+    let kept = answers.iter().filter(|status| **status == 202).count();
+    assert_eq!(kept, 5, "{answers:?}");
+    assert!(answers
+        .iter()
+        .all(|status| *status == 202 || *status == 422));
+    assert_eq!(app.db.scalar("SELECT COUNT(*) FROM quarantine").await, 5);
 }

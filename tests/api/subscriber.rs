@@ -32,6 +32,8 @@ pub enum Answer {
     Slow(Duration),
     /// 302 to this port on the loopback.
     Redirect(u16),
+    /// Answers this status after sleeping this long.
+    Late(Duration, u16),
 }
 
 #[derive(Default)]
@@ -41,6 +43,8 @@ struct Shared {
     fallback: Option<Answer>,
     received: Vec<Received>,
     attempts: usize,
+    /// When each request arrived.
+    arrivals: Vec<Instant>,
     /// Requests being answered now, and the most there ever were at once.
     in_flight: usize,
     most_in_flight: usize,
@@ -92,6 +96,16 @@ impl Subscriber {
         self.shared.lock().unwrap().attempts
     }
 
+    /// When each request arrived, in order.
+    pub fn arrivals(&self) -> Vec<Instant> {
+        self.shared.lock().unwrap().arrivals.clone()
+    }
+
+    /// Requests being answered now.
+    pub fn in_flight(&self) -> usize {
+        self.shared.lock().unwrap().in_flight
+    }
+
     /// The most requests it was answering at once.
     pub fn most_in_flight(&self) -> usize {
         self.shared.lock().unwrap().most_in_flight
@@ -119,6 +133,7 @@ async fn receive(
     let (answer, secret) = {
         let mut shared = shared.lock().unwrap();
         shared.attempts += 1;
+        shared.arrivals.push(Instant::now());
         shared.in_flight += 1;
         shared.most_in_flight = shared.most_in_flight.max(shared.in_flight);
         let answer = shared
@@ -128,7 +143,7 @@ async fn receive(
             .unwrap_or(Answer::Status(200));
         (answer, shared.secret.clone())
     };
-    if let Answer::Slow(pause) = answer {
+    if let Answer::Slow(pause) | Answer::Late(pause, _) = answer {
         tokio::time::sleep(pause).await;
     }
     shared.lock().unwrap().in_flight -= 1;
@@ -136,6 +151,7 @@ async fn receive(
         Answer::Status(status) => status,
         Answer::TooMany(_) => 429,
         Answer::Slow(_) => 200,
+        Answer::Late(_, status) => status,
         Answer::Redirect(_) => 302,
     };
     if (200..300).contains(&status) {

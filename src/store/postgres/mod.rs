@@ -8,10 +8,10 @@
 use std::str::FromStr;
 use std::sync::Arc;
 
+use crate::store::DispatchSignals;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Connection, PgConnection, Postgres};
-use tokio::sync::Notify;
 
 mod recent;
 mod writer;
@@ -31,6 +31,10 @@ const PRUNE_LOCK: i64 = 0x5348_4950_5052_554e;
 /// the order their events were written.
 const FAN_OUT_LOCK: i64 = 0x5348_4950_4f55_5401;
 
+/// Keeping an event in quarantine takes this advisory lock, so that its bounds are read and
+/// kept by one instance at a time.
+const QUARANTINE_LOCK: i64 = 0x5348_4950_5155_4152;
+
 /// Fan-outs and claims do not wait for the disk: what a crash of the database loses of them is
 /// done again (events fanned out again, deliveries claimed again), which at-least-once allows.
 /// Settlements do wait, and their flush makes everything written before them durable too, so a
@@ -43,7 +47,7 @@ const BY_KEY: &str = "SET LOCAL enable_seqscan = off; SET LOCAL jit = off";
 pub struct PgStore {
     pool: PgPool,
     batcher: Batcher,
-    wakeup: Arc<Notify>,
+    wakeup: Arc<DispatchSignals>,
     /// Without the pool's statement deadline, for migrations.
     options: Box<PgConnectOptions>,
     description: String,
@@ -86,7 +90,7 @@ impl PgStore {
             .test_before_acquire(false)
             .connect_with(pooled)
             .await?;
-        let wakeup = Arc::new(Notify::new());
+        let wakeup = Arc::<DispatchSignals>::default();
         let batcher = Batcher::spawn(writer::PgWriter::new(writer, wakeup.clone()));
         Ok(PgStore {
             pool,
@@ -123,6 +127,7 @@ impl PgStore {
         // sequential scan (and no JIT for the cost that puts on one).
         let begin = match write {
             Write::Plain => "BEGIN".to_owned(),
+            Write::Quarantine => format!("BEGIN; SELECT pg_advisory_xact_lock({QUARANTINE_LOCK})"),
             Write::FanOut => format!(
                 "BEGIN; {WITHOUT_FLUSH}; {BY_KEY}; SELECT pg_advisory_xact_lock({FAN_OUT_LOCK})"
             ),
@@ -170,7 +175,7 @@ impl PgStore {
         &self.batcher
     }
 
-    pub(super) fn dispatch_wakeup(&self) -> &Arc<Notify> {
+    pub(super) fn dispatch_wakeup(&self) -> &Arc<DispatchSignals> {
         &self.wakeup
     }
 

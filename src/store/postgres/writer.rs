@@ -4,10 +4,10 @@
 
 use std::sync::LazyLock;
 
+use crate::store::DispatchSignals;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
-use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::recent::{Recalled, RecentOrders};
@@ -23,7 +23,7 @@ use crate::store::{json_text, StoreError};
 pub(super) struct PgWriter {
     options: PgConnectOptions,
     state: tokio::sync::Mutex<WriterState>,
-    wakeup: std::sync::Arc<Notify>,
+    wakeup: std::sync::Arc<DispatchSignals>,
 }
 
 #[derive(Default)]
@@ -33,7 +33,10 @@ struct WriterState {
 }
 
 impl PgWriter {
-    pub(super) fn new(options: PgConnectOptions, wakeup: std::sync::Arc<Notify>) -> PgWriter {
+    pub(super) fn new(
+        options: PgConnectOptions,
+        wakeup: std::sync::Arc<DispatchSignals>,
+    ) -> PgWriter {
         PgWriter {
             options,
             state: tokio::sync::Mutex::default(),

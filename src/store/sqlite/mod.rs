@@ -10,13 +10,13 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::store::DispatchSignals;
 use rusqlite::Connection;
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::Sqlite;
-use tokio::sync::Notify;
 
 mod writer;
 
@@ -37,7 +37,7 @@ pub struct SqliteStore {
     /// Held by whichever of this process's two writing connections writes.
     write_turn: Arc<tokio::sync::Mutex<()>>,
     batcher: Batcher,
-    wakeup: Arc<Notify>,
+    wakeup: Arc<DispatchSignals>,
     description: String,
 }
 
@@ -87,7 +87,7 @@ impl SqliteStore {
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await?;
-        let wakeup = Arc::new(Notify::new());
+        let wakeup = Arc::<DispatchSignals>::default();
         let write_turn = Arc::new(tokio::sync::Mutex::new(()));
         let batcher = open_batch_writer(&path)
             .map_err(StoreError::from)
@@ -131,7 +131,9 @@ impl SqliteStore {
         let turn = self.write_turn.clone().lock_owned().await;
         let begin = match write {
             Write::FanOut | Write::Claim => "PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE",
-            Write::Plain | Write::Settle => "PRAGMA synchronous = FULL; BEGIN IMMEDIATE",
+            Write::Plain | Write::Settle | Write::Quarantine => {
+                "PRAGMA synchronous = FULL; BEGIN IMMEDIATE"
+            }
         };
         let tx = self.writer.begin_with(begin).await?;
         Ok(WriteTx {
@@ -148,7 +150,7 @@ impl SqliteStore {
         &self.batcher
     }
 
-    pub(super) fn dispatch_wakeup(&self) -> &Arc<Notify> {
+    pub(super) fn dispatch_wakeup(&self) -> &Arc<DispatchSignals> {
         &self.wakeup
     }
 

@@ -3,9 +3,9 @@
 
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
+use crate::store::DispatchSignals;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, TransactionBehavior};
-use tokio::sync::Notify;
 
 use crate::domain::plan::{self, Loaded, Plan};
 use crate::domain::{Applied, Delivery};
@@ -19,14 +19,14 @@ pub(super) struct SqliteWriter {
     conn: Mutex<Connection>,
     /// Held by whichever of this process's two writing connections writes.
     write_turn: Arc<tokio::sync::Mutex<()>>,
-    wakeup: Arc<Notify>,
+    wakeup: Arc<DispatchSignals>,
 }
 
 impl SqliteWriter {
     pub(super) fn new(
         conn: Connection,
         write_turn: Arc<tokio::sync::Mutex<()>>,
-        wakeup: Arc<Notify>,
+        wakeup: Arc<DispatchSignals>,
     ) -> SqliteWriter {
         SqliteWriter {
             conn: Mutex::new(conn),
