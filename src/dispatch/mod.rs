@@ -39,7 +39,8 @@ const HELD_SHARES: u32 = 8;
 /// attempt's time limit; later it is left for the next claim) and its own attempt's; past it,
 /// another instance may take it over.
 const LEASE_MARGIN: Duration = Duration::from_secs(20);
-/// How often to look for work nobody woke us for: another instance's writes, retries due.
+/// How often to look for work nobody woke us for (another instance's writes, retries due) and
+/// for subscriptions another instance deleted or deactivated.
 const POLL: Duration = Duration::from_millis(500);
 /// How long to wait for more attempts to finish before claiming for the slots they free.
 const GATHER: Duration = Duration::from_millis(1);
@@ -116,6 +117,8 @@ impl Dispatcher {
         let mut start_by = Instant::now();
         // When pending deliveries of inactive subscriptions were last looked for.
         let mut swept = Instant::now() - POLL;
+        let mut poll = tokio::time::interval(POLL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             // Claims come in rounds, not one per finished attempt: once half the instance's
             // room, or a subscription's share, is free; at once when woken.
@@ -183,7 +186,16 @@ impl Dispatcher {
                     slots.drop_waiting(|subscription| !revoked.contains(subscription));
                     fan_out = true;
                 }
-                () = tokio::time::sleep(POLL) => fan_out = true,
+                _ = poll.tick() => {
+                    // What waits here for a subscription another instance deleted or
+                    // deactivated never starts.
+                    if slots.has_waiting() {
+                        if let Ok(active) = self.store.active_subscriptions().await {
+                            slots.drop_waiting(|subscription| active.contains(subscription));
+                        }
+                    }
+                    fan_out = true;
+                }
             }
         }
     }

@@ -1,5 +1,7 @@
 //! Subscriptions: who hears of every shipment change, and with which secret.
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use uuid::Uuid;
@@ -104,6 +106,17 @@ impl Store {
                 .await?
         });
         row.map(Subscription::try_from).transpose()
+    }
+
+    /// The ids of the active subscriptions.
+    pub async fn active_subscriptions(&self) -> Result<HashSet<Uuid>, StoreError> {
+        let ids: Vec<Uuid> = with_backend!(self, |db| {
+            let mut conn = db.reader().await?;
+            sqlx::query_scalar("SELECT id FROM subscriptions WHERE active")
+                .fetch_all(&mut *conn)
+                .await?
+        });
+        Ok(ids.into_iter().collect())
     }
 
     pub async fn subscription_secret(&self, id: Uuid) -> Result<Option<String>, StoreError> {

@@ -11,6 +11,7 @@ mod concurrency;
 mod console;
 mod crash;
 mod dispatch_chaos;
+mod dispatch_model;
 mod egress;
 mod guard;
 mod lifecycle;
