@@ -9,6 +9,7 @@
 
 mod attempt;
 pub mod egress;
+mod pauses;
 mod slots;
 
 use std::collections::HashMap;
@@ -20,21 +21,21 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::config::DeliveryConfig;
-use crate::domain::DeliveryStatus;
 use crate::metrics::Metrics;
 use crate::retry::RetryPolicy;
 use crate::store::{Claim, Settlement, Store, StoreError};
 use egress::Egress;
+use pauses::Pauses;
 use slots::Slots;
 
 pub use attempt::signed_request;
 
 /// Deliveries one instance holds at once: in flight, or claimed and waiting for a slot of
 /// their subscription.
-const CLAIMED: usize = 128;
+const CLAIMED: usize = 512;
 /// Deliveries one subscription may hold, in shares: one in flight and the rest ready to start
 /// as its slots free, so that claims come in rounds.
-const HELD_SHARES: u32 = 8;
+const HELD_SHARES: u32 = 32;
 /// How long a claimed delivery is this instance's beyond the time it may wait for a slot (one
 /// attempt's time limit; later it is left for the next claim) and its own attempt's; past it,
 /// another instance may take it over.
@@ -42,12 +43,13 @@ const LEASE_MARGIN: Duration = Duration::from_secs(20);
 /// How often to look for work nobody woke us for (another instance's writes, retries due) and
 /// for subscriptions another instance deleted or deactivated.
 const POLL: Duration = Duration::from_millis(500);
+/// Rounds (fan-out and claim) start at most this often: the commits that woke the
+/// dispatcher meanwhile are fanned out together, in one transaction instead of one each.
+const ROUND_EVERY: Duration = Duration::from_millis(20);
 /// How long to wait for more attempts to finish before claiming for the slots they free.
 const GATHER: Duration = Duration::from_millis(1);
 /// How often attempts' results are written back at most.
 const SETTLE_EVERY: Duration = Duration::from_millis(20);
-/// The first pause between rounds in which no attempt succeeded.
-const FAILING_PAUSE: Duration = Duration::from_millis(50);
 /// Pause after the database failed, before trying again.
 const BACKOFF: Duration = Duration::from_secs(1);
 
@@ -107,7 +109,7 @@ impl Dispatcher {
         let mut claim = None;
         // New outbound events may be waiting (another instance's, or from before a restart).
         let mut fan_out = true;
-        let mut failing = Duration::ZERO;
+        let mut pauses = Pauses::default();
         // Attempts finished since the last claim.
         let mut freed = u32::MAX;
         // When the database may be asked again after it failed.
@@ -117,6 +119,8 @@ impl Dispatcher {
         let mut start_by = Instant::now();
         // When pending deliveries of inactive subscriptions were last looked for.
         let mut swept = Instant::now() - POLL;
+        // When the next round may start.
+        let mut next_round = Instant::now();
         let mut poll = tokio::time::interval(POLL);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -124,11 +128,9 @@ impl Dispatcher {
             // room, or a subscription's share, is free; at once when woken.
             let worth_a_claim =
                 fan_out || freed >= self.share || (freed > 0 && !slots.has_waiting());
-            if claim.is_none()
-                && slots.held() <= CLAIMED / 2
-                && worth_a_claim
-                && Instant::now() >= retry_at
-            {
+            let wants_a_round = claim.is_none() && slots.held() <= CLAIMED / 2 && worth_a_claim;
+            if wants_a_round && Instant::now() >= retry_at.max(next_round) {
+                next_round = Instant::now() + ROUND_EVERY;
                 freed = 0;
                 start_by = Instant::now() + self.timeout;
                 let sweep = fan_out && swept.elapsed() >= POLL;
@@ -137,7 +139,7 @@ impl Dispatcher {
                 }
                 claim = Some(Box::pin(self.refill(
                     CLAIMED - slots.held(),
-                    slots.held_by_subscription(),
+                    pauses.hold_back(slots.held_by_subscription(), Instant::now()),
                     std::mem::take(&mut fan_out),
                     sweep,
                 )));
@@ -170,17 +172,10 @@ impl Dispatcher {
                         finished.push(done);
                     }
                     freed = freed.saturating_add(finished.len() as u32);
-                    // While nothing gets through (a subscriber down), attempting the backlog
-                    // as fast as it can be claimed would only load the database the webhooks
-                    // need: pause between rounds, doubling up to a second, until one succeeds.
-                    failing = if finished.iter().any(|s| s.status == DeliveryStatus::Delivered) {
-                        Duration::ZERO
-                    } else {
-                        (failing * 2).clamp(FAILING_PAUSE, Duration::from_secs(1))
-                    };
+                    pauses.record(&finished, Instant::now());
                     let _ = settler.send(finished);
-                    tokio::time::sleep(failing).await;
                 }
+                () = tokio::time::sleep_until(retry_at.max(next_round)), if wants_a_round && claim.is_none() => {}
                 () = wake.notified() => {
                     let revoked = wake.take_revoked();
                     slots.drop_waiting(|subscription| !revoked.contains(subscription));

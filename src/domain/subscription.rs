@@ -64,12 +64,6 @@ impl DeactivationReason {
     }
 }
 
-impl Subscription {
-    pub fn wants(&self, change: ShipmentChange) -> bool {
-        self.active && self.event_types.contains(&change)
-    }
-}
-
 impl std::fmt::Debug for Subscription {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Subscription")

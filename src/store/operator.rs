@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 
 use uuid::Uuid;
 
-use super::outbox::insert_outbound;
+use super::outbox::{insert_deliveries, insert_outbound};
 use super::rows::{ShipmentRow, SHIPMENT_COLUMNS};
 use super::{Store, StoreError, Write};
 use crate::domain::{IllegalMove, OutboundEvent, Shipment, ShipmentPatch};
@@ -42,6 +42,10 @@ impl Store {
         if_match: Option<i64>,
     ) -> Result<Patched, StoreError> {
         let select = format!("SELECT {SHIPMENT_COLUMNS} FROM shipments WHERE id = $1");
+        let deliver = insert_deliveries(
+            self.dialect(),
+            "SELECT id, shipment_id, event_type, created_at, seq FROM outbox_events WHERE id = $1",
+        );
         let changed = with_backend!(self, |db| {
             let mut tx = db.begin(Write::Plain).await?;
             let row: Option<ShipmentRow> = sqlx::query_as(&select)
@@ -88,6 +92,10 @@ impl Store {
                 .bind(announcement.change.as_str())
                 .bind(&announcement.body)
                 .bind(announcement.created_at)
+                .execute(tx.conn())
+                .await?;
+            sqlx::query(&deliver)
+                .bind(announcement.id)
                 .execute(tx.conn())
                 .await?;
             tx.commit().await?;

@@ -8,17 +8,14 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::subscriptions::{SubscriptionRow, SUBSCRIPTION_COLUMNS};
+use super::outbox::insert_deliveries;
 use super::{json_text, time_text, Store, StoreError, Write};
 use crate::domain::delivery;
 use crate::domain::subscription::without_userinfo;
-use crate::domain::{DeactivationReason, DeliveryStatus, Health, ShipmentChange, Subscription};
+use crate::domain::{DeactivationReason, DeliveryStatus, Health};
 
-/// Deliveries one fan-out makes at most, whatever the number of subscriptions: it fans out
-/// fewer events at a time when many subscriptions want each.
-const FAN_OUT_ROWS: usize = 5_000;
 /// Outbound events one fan-out takes at most.
-const FAN_OUT_EVENTS: usize = 500;
+const FAN_OUT_EVENTS: i64 = 500;
 
 /// A delivery the dispatcher holds a lease on, with all it needs to attempt it. `Debug` shows
 /// neither the secret nor the URL's user-info.
@@ -76,86 +73,56 @@ pub struct Settlement {
     pub gone: bool,
 }
 
-/// An outbound event not yet fanned out.
-#[derive(sqlx::FromRow)]
-struct Unfanned {
-    seq: i64,
-    id: Uuid,
-    shipment_id: Uuid,
-    event_type: String,
-}
-
 impl Store {
-    /// Makes the deliveries of the oldest outbound events not yet fanned out: one per active
-    /// subscription that wants the event's type. Returns whether more may wait.
+    /// Makes the deliveries of the oldest outbound events not yet fanned out: those written
+    /// before writers made their deliveries themselves. Returns whether more may wait.
     pub async fn fan_out(&self) -> Result<bool, StoreError> {
         let sql = self.dialect();
-        let subscriptions_sql =
-            format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE active");
-        // Rows go in as one JSON array, in its order: the order of their seq.
-        let insert = format!(
-            "INSERT INTO deliveries (id, event_id, subscription_id, shipment_id, status, \
-                                     attempts, next_attempt_at, created_at, updated_at) \
-             SELECT {}, {}, {}, {}, 'pending', 0, $2, $2, $2 FROM {}",
-            sql.uuid("value ->> 0"),
-            sql.uuid("value ->> 1"),
-            sql.uuid("value ->> 2"),
-            sql.uuid("value ->> 3"),
-            sql.json_rows(1),
+        let deliver = insert_deliveries(
+            sql,
+            &format!(
+                "SELECT id, shipment_id, event_type, created_at, seq FROM outbox_events \
+                 WHERE {}",
+                sql.in_json_bigints("seq", 1)
+            ),
         );
         let mark = format!(
             "UPDATE outbox_events SET fanned_out = true WHERE {}",
             sql.in_json_bigints("seq", 1)
         );
         Ok(with_backend!(self, |db| {
-            let mut tx = db.begin(Write::FanOut).await?;
-            let subscriptions: Vec<Subscription> =
-                sqlx::query_as::<_, SubscriptionRow>(&subscriptions_sql)
-                    .fetch_all(tx.conn())
-                    .await?
-                    .into_iter()
-                    .map(Subscription::try_from)
-                    .collect::<Result<_, _>>()?;
-            let events_at_once =
-                (FAN_OUT_ROWS / subscriptions.len().max(1)).clamp(1, FAN_OUT_EVENTS);
-            let events: Vec<Unfanned> = sqlx::query_as(
-                "SELECT seq, id, shipment_id, event_type FROM outbox_events \
-                 WHERE NOT fanned_out ORDER BY seq LIMIT $1",
-            )
-            .bind(events_at_once as i64)
-            .fetch_all(tx.conn())
-            .await?;
-            if events.is_empty() {
+            // A read first: almost always there is nothing, and then nothing is written.
+            let waiting: Vec<i64> = {
+                let mut conn = db.reader().await?;
+                sqlx::query_scalar(
+                    "SELECT seq FROM outbox_events WHERE NOT fanned_out ORDER BY seq LIMIT $1",
+                )
+                .bind(FAN_OUT_EVENTS)
+                .fetch_all(&mut *conn)
+                .await?
+            };
+            if waiting.is_empty() {
                 return Ok(false);
             }
-            let mut rows = Vec::new();
-            for event in &events {
-                let change = ShipmentChange::parse(&event.event_type).ok_or_else(|| {
-                    StoreError::corrupt(format!("unknown event type {:?}", event.event_type))
-                })?;
-                for subscription in subscriptions.iter().filter(|s| s.wants(change)) {
-                    rows.push(serde_json::json!([
-                        Uuid::now_v7().simple().to_string(),
-                        event.id.simple().to_string(),
-                        subscription.id.simple().to_string(),
-                        event.shipment_id.simple().to_string(),
-                    ]));
-                }
-            }
-            if !rows.is_empty() {
-                sqlx::query(&insert)
-                    .bind(json_text(&rows))
-                    .bind(super::now())
+            let mut tx = db.begin(Write::FanOut).await?;
+            let seqs: Vec<i64> = sqlx::query_scalar(
+                "SELECT seq FROM outbox_events WHERE NOT fanned_out ORDER BY seq LIMIT $1",
+            )
+            .bind(FAN_OUT_EVENTS)
+            .fetch_all(tx.conn())
+            .await?;
+            if !seqs.is_empty() {
+                sqlx::query(&deliver)
+                    .bind(json_text(&seqs))
+                    .execute(tx.conn())
+                    .await?;
+                sqlx::query(&mark)
+                    .bind(json_text(&seqs))
                     .execute(tx.conn())
                     .await?;
             }
-            let seqs: Vec<i64> = events.iter().map(|event| event.seq).collect();
-            sqlx::query(&mark)
-                .bind(json_text(&seqs))
-                .execute(tx.conn())
-                .await?;
             tx.commit().await?;
-            events.len() == events_at_once
+            seqs.len() as i64 == FAN_OUT_EVENTS
         }))
     }
 
@@ -179,11 +146,14 @@ impl Store {
             dialect.in_json_uuids("id", 1)
         );
         Ok(with_backend!(self, |db| {
-            let mut tx = db.begin(Write::Claim).await?;
-            let subscriptions: Vec<(Uuid, Option<DateTime<Utc>>)> =
+            // Read first: a claim with nothing due writes nothing (on SQLite, never takes the
+            // one writer's turn from the webhooks).
+            let subscriptions: Vec<(Uuid, Option<DateTime<Utc>>)> = {
+                let mut conn = db.reader().await?;
                 sqlx::query_as(SUBSCRIPTIONS_WITH_WORK)
-                    .fetch_all(tx.conn())
-                    .await?;
+                    .fetch_all(&mut *conn)
+                    .await?
+            };
             let active = subscriptions.iter().map(|(id, _)| *id).collect();
             let subscriptions = subscriptions
                 .into_iter()
@@ -195,6 +165,7 @@ impl Store {
                     active,
                 });
             }
+            let mut tx = db.begin(Write::Claim).await?;
             let select = claim_sql(dialect, shares.len());
             let mut query = sqlx::query_as::<_, Claimed>(&select)
                 .bind(now)
@@ -382,9 +353,12 @@ impl Store {
     /// this in their own transaction; this pass catches a delivery made or queued again by a
     /// transaction that read the subscription as active just before. Returns how many failed.
     pub async fn fail_waiting_of_inactive(&self) -> Result<u64, StoreError> {
-        let any = "SELECT EXISTS (SELECT 1 FROM deliveries d JOIN subscriptions s \
-                                    ON s.id = d.subscription_id \
-                                  WHERE d.status = 'pending' AND NOT s.active)";
+        // From the inactive subscriptions (few), one index probe each: never a read of every
+        // pending delivery.
+        let any = "SELECT EXISTS (SELECT 1 FROM subscriptions s WHERE NOT s.active \
+                                  AND EXISTS (SELECT 1 FROM deliveries d \
+                                              WHERE d.subscription_id = s.id \
+                                                AND d.status = 'pending'))";
         let fail = fail_waiting_sql(self.dialect(), false);
         Ok(with_backend!(self, |db| {
             // A read first: the write (SQLite's only writer's turn) is almost never needed.

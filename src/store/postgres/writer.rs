@@ -14,7 +14,8 @@ use super::recent::{Recalled, RecentOrders};
 use crate::domain::plan::{self, Loaded, Plan, StoredOrder};
 use crate::domain::{Applied, Delivery};
 use crate::store::batch::ApplyBatch;
-use crate::store::outbox::insert_outbound;
+use crate::store::dialect::Dialect;
+use crate::store::outbox::{insert_deliveries, insert_outbound};
 use crate::store::rows::{load_sql, LoadRow};
 use crate::store::{json_text, StoreError};
 
@@ -173,6 +174,7 @@ fn save_sql(guarded: bool) -> String {
          FROM unnest($32::uuid[], $33::uuid[], $34::text[], $35::text[]) \
               AS o(id, shipment_id, event_type, body)",
     );
+    let deliver = insert_deliveries(Dialect::Postgres, "SELECT * FROM announced");
     let (heads, changed, checked) = if guarded {
         (
             "), heads AS ( \
@@ -228,9 +230,11 @@ fn save_sql(guarded: bool) -> String {
                   source_event_id, ordered_at, created_at, updated_at, head_seq \
            FROM written WHERE read_revision IS NULL \
          {changed}), announced AS ( \
-           {announce} RETURNING 1 \
+           {announce} RETURNING id, shipment_id, event_type, created_at, seq \
+         ), delivered AS ( \
+           {deliver} RETURNING 1 \
          ) \
-         SELECT {checked}, (SELECT count(*) FROM announced)"
+         SELECT {checked}, (SELECT count(*) FROM announced) + 0 * (SELECT count(*) FROM delivered)"
     )
 }
 

@@ -123,17 +123,19 @@ impl SqliteStore {
 
     /// A write transaction on the sqlx writer connection, in its turn beside the batch writer.
     /// `BEGIN IMMEDIATE` takes the database's one write lock up front: it serialises every
-    /// write, so whatever `write` is about needs no lock of its own. Fan-outs and claims
-    /// commit without syncing the disk: what a crash loses of them is done again (events
-    /// fanned out again, deliveries claimed again), which at-least-once allows; every other
-    /// commit syncs, and with it everything written before.
+    /// write, so whatever `write` is about needs no lock of its own. Fan-outs, claims and
+    /// settlements commit without syncing the disk: what a crash of the machine loses of them
+    /// is done again (events fanned out again, deliveries claimed and sent again), which
+    /// at-least-once allows, and the log keeps commits in order, so what survives is a prefix
+    /// (a later delivery's result never outlives an earlier one's). Every other commit syncs,
+    /// and with it everything written before.
     pub(super) async fn begin(&self, write: Write) -> Result<WriteTx<Sqlite>, StoreError> {
         let turn = self.write_turn.clone().lock_owned().await;
         let begin = match write {
-            Write::FanOut | Write::Claim => "PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE",
-            Write::Plain | Write::Settle | Write::Quarantine => {
-                "PRAGMA synchronous = FULL; BEGIN IMMEDIATE"
+            Write::FanOut | Write::Claim | Write::Settle => {
+                "PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE"
             }
+            Write::Plain | Write::Quarantine => "PRAGMA synchronous = FULL; BEGIN IMMEDIATE",
         };
         let tx = self.writer.begin_with(begin).await?;
         Ok(WriteTx {

@@ -10,7 +10,8 @@ use rusqlite::{params, Connection, TransactionBehavior};
 use crate::domain::plan::{self, Loaded, Plan};
 use crate::domain::{Applied, Delivery};
 use crate::store::batch::ApplyBatch;
-use crate::store::outbox::insert_outbound;
+use crate::store::dialect::Dialect;
+use crate::store::outbox::{insert_deliveries, insert_outbound};
 use crate::store::rows::{load_sql, LoadRow};
 use crate::store::{json_text, time_text, StoreError};
 
@@ -50,6 +51,14 @@ impl ApplyBatch for SqliteWriter {
 /// The batch's statements that are assembled from shared pieces, built once: the statement
 /// cache finds them by their text on every batch.
 static ANNOUNCE: LazyLock<String> = LazyLock::new(|| insert_outbound("SELECT ?1, ?2, ?3, ?4, ?5"));
+
+static DELIVER: LazyLock<String> = LazyLock::new(|| {
+    insert_deliveries(
+        Dialect::Sqlite,
+        "SELECT id, shipment_id, event_type, created_at, seq FROM outbox_events \
+         WHERE id IN (SELECT unhex(value) FROM json_each(?1))",
+    )
+});
 
 static LOAD: LazyLock<String> = LazyLock::new(|| {
     load_sql(
@@ -184,6 +193,15 @@ fn save(conn: &Connection, plan: &Plan<'_>, now: DateTime<Utc>) -> Result<usize,
             row.body,
             time_text(row.created_at),
         ])?;
+    }
+    if written > 0 {
+        let ids: Vec<String> = plan
+            .outbox
+            .iter()
+            .map(|row| row.id.simple().to_string())
+            .collect();
+        conn.prepare_cached(&DELIVER)?
+            .execute(params![json_text(&ids)])?;
     }
     Ok(written)
 }

@@ -1,0 +1,119 @@
+//! Subscriptions that only fail are left alone for a while: one refused connection need not
+//! mean a hundred more this second, each settled through the database the webhooks need. A
+//! round of results in which nothing reached a subscription pauses its new attempts, twice
+//! as long each time up to [`LONGEST`]; one delivery ends the pause. Per instance, in memory:
+//! a restart or another instance tries again at once, which costs one round.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::domain::DeliveryStatus;
+use crate::store::Settlement;
+
+/// The first pause of a subscription that failed a round.
+const FIRST: Duration = Duration::from_millis(250);
+/// The longest pause: how soon a subscriber that comes back is tried again, at most.
+const LONGEST: Duration = Duration::from_secs(10);
+
+#[derive(Default)]
+pub(super) struct Pauses {
+    /// Until when, and how long the pause was.
+    paused: HashMap<Uuid, (Instant, Duration)>,
+}
+
+impl Pauses {
+    /// Takes a round of results in: a subscription none of whose attempts delivered is
+    /// paused (longer than last time), one that got a delivery is not.
+    pub fn record(&mut self, finished: &[Settlement], now: Instant) {
+        let mut delivered: HashMap<Uuid, bool> = HashMap::new();
+        for settled in finished {
+            *delivered.entry(settled.subscription_id).or_default() |=
+                settled.status == DeliveryStatus::Delivered;
+        }
+        for (subscription, delivered) in delivered {
+            if delivered {
+                self.paused.remove(&subscription);
+                continue;
+            }
+            let last = self
+                .paused
+                .get(&subscription)
+                .map_or(Duration::ZERO, |(_, last)| *last);
+            let pause = (last * 2).clamp(FIRST, LONGEST);
+            self.paused.insert(subscription, (now + pause, pause));
+        }
+    }
+
+    /// Whether new attempts of `subscription` wait.
+    pub fn is_paused(&self, subscription: &Uuid, now: Instant) -> bool {
+        self.paused
+            .get(subscription)
+            .is_some_and(|(until, _)| *until > now)
+    }
+
+    /// `held` with every paused subscription full, so that a claim takes none of its
+    /// deliveries.
+    pub fn hold_back(&self, mut held: HashMap<Uuid, u32>, now: Instant) -> HashMap<Uuid, u32> {
+        for subscription in self.paused.keys() {
+            if self.is_paused(subscription, now) {
+                held.insert(*subscription, u32::MAX);
+            }
+        }
+        held
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(subscription: Uuid, status: DeliveryStatus) -> Settlement {
+        let now = chrono::Utc::now();
+        Settlement {
+            id: Uuid::now_v7(),
+            subscription_id: subscription,
+            claim: Uuid::now_v7(),
+            status,
+            attempts: 1,
+            next_attempt_at: now,
+            attempted_at: now,
+            status_code: None,
+            error: None,
+            duration: Duration::ZERO,
+            gone: false,
+        }
+    }
+
+    #[test]
+    fn a_subscription_that_only_fails_waits_longer_each_round_until_one_delivery() {
+        let (down, up) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let now = Instant::now();
+        let mut pauses = Pauses::default();
+
+        pauses.record(
+            &[
+                result(down, DeliveryStatus::Pending),
+                result(up, DeliveryStatus::Failed),
+                result(up, DeliveryStatus::Delivered),
+            ],
+            now,
+        );
+        assert!(pauses.is_paused(&down, now + FIRST - Duration::from_millis(1)));
+        assert!(!pauses.is_paused(&down, now + FIRST));
+        assert!(!pauses.is_paused(&up, now));
+
+        for _ in 0..10 {
+            pauses.record(&[result(down, DeliveryStatus::Failed)], now);
+        }
+        assert!(pauses.is_paused(&down, now + LONGEST - Duration::from_millis(1)));
+        assert!(!pauses.is_paused(&down, now + LONGEST));
+        let held = pauses.hold_back(HashMap::from([(up, 3)]), now);
+        assert_eq!(held, HashMap::from([(up, 3), (down, u32::MAX)]));
+
+        pauses.record(&[result(down, DeliveryStatus::Delivered)], now);
+        assert!(!pauses.is_paused(&down, now));
+    }
+}
