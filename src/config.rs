@@ -138,6 +138,16 @@ pub const QUARANTINE_MAX_HELD: Variable = Variable {
     meaning: "held quarantine entries; past it, new invalid events get reject mode's 4xx",
     fallback: Fallback::Value("100000"),
 };
+pub const AUTH_FAILURE_LIMIT: Variable = Variable {
+    name: "AUTH_FAILURE_LIMIT",
+    meaning: "wrong tokens per minute from one address before 429; `off`",
+    fallback: Fallback::Value("10"),
+};
+pub const CONSOLE_IDLE_TIMEOUT: Variable = Variable {
+    name: "CONSOLE_IDLE_TIMEOUT",
+    meaning: "a console session unused this long ends (at most 12 h in all)",
+    fallback: Fallback::Value("30m"),
+};
 pub const QUARANTINE_MAX_BYTES: Variable = Variable {
     name: "QUARANTINE_MAX_BYTES",
     meaning: "bytes of held quarantine bodies, same rule",
@@ -186,6 +196,8 @@ pub const SERVE: &[&Variable] = &[
     &DELIVERY_DISABLE_AFTER,
     &QUARANTINE_MAX_HELD,
     &QUARANTINE_MAX_BYTES,
+    &AUTH_FAILURE_LIMIT,
+    &CONSOLE_IDLE_TIMEOUT,
     &INVALID_EVENTS,
     &RETENTION,
     &DATABASE_MAX_CONNECTIONS,
@@ -222,6 +234,11 @@ pub struct Config {
     pub listen_addr: SocketAddr,
     pub verifier: Verifier,
     pub api_tokens: ApiTokens,
+    /// Wrong tokens a minute from one address before its requests with a token get 429;
+    /// `None`: never.
+    pub auth_failure_limit: Option<u32>,
+    /// How long an unused console session lasts.
+    pub console_idle_timeout: Duration,
     pub max_body_bytes: usize,
     /// How long a client may take to send a whole request (headers, then body): 408 after.
     pub request_timeout: Duration,
@@ -301,6 +318,25 @@ impl fmt::Debug for DatabaseUrl {
 pub struct ApiTokens(Vec<String>);
 
 impl ApiTokens {
+    /// What a console session keeps of the token that opened it: enough to know whether
+    /// that token is still accepted, never the token.
+    pub fn fingerprint(token: &str) -> String {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(format!("console-session:{token}")))
+    }
+
+    /// Whether one of the tokens has `fingerprint`.
+    pub fn accepts_fingerprint(&self, fingerprint: &str) -> bool {
+        self.0
+            .iter()
+            .fold(subtle::Choice::from(0), |any, token| {
+                any | Self::fingerprint(token)
+                    .as_bytes()
+                    .ct_eq(fingerprint.as_bytes())
+            })
+            .into()
+    }
+
     pub fn accepts(&self, candidate: &str) -> bool {
         self.0
             .iter()
@@ -562,6 +598,11 @@ impl Config {
                 tolerance_secs,
             },
             api_tokens: ApiTokens(api_tokens),
+            auth_failure_limit: env.required(&AUTH_FAILURE_LIMIT, |text| match text {
+                "off" => Ok(None),
+                text => at_least(1u32)(text).map(Some),
+            })?,
+            console_idle_timeout: env.required(&CONSOLE_IDLE_TIMEOUT, duration)?,
             max_body_bytes: env.required(&MAX_BODY_BYTES, at_least(1))?,
             request_timeout: Duration::from_secs(env.required(&REQUEST_TIMEOUT_SECS, at_least(1))?),
             keep_alive: Duration::from_secs(env.required(&KEEP_ALIVE_SECS, at_least(0))?),

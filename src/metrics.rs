@@ -25,6 +25,7 @@ pub struct Metrics {
     quarantine_held: IntGauge,
     writer_races: prometheus::IntCounter,
     stale_results: prometheus::IntCounter,
+    auth_failures: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -121,6 +122,14 @@ impl Default for Metrics {
             "Delivery attempts whose result came back after their claim was lost (the lease passed on, the delivery was queued again or deleted): recorded nowhere",
         )
         .expect("valid metric");
+        let auth_failures = IntCounterVec::new(
+            Opts::new(
+                "auth_failures_total",
+                "Requests that presented a wrong token, by surface: api (bearer) or console (sign-in)",
+            ),
+            &["surface"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(webhook_outcomes.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_duration.clone()),
@@ -135,6 +144,7 @@ impl Default for Metrics {
             Box::new(quarantine_held.clone()),
             Box::new(writer_races.clone()),
             Box::new(stale_results.clone()),
+            Box::new(auth_failures.clone()),
         ] {
             registry
                 .register(collector)
@@ -155,6 +165,7 @@ impl Default for Metrics {
             quarantine_held,
             writer_races,
             stale_results,
+            auth_failures,
         }
     }
 }
@@ -172,6 +183,11 @@ impl Metrics {
 
     pub fn delivery_outcome(&self, outcome: &'static str) {
         self.deliveries.with_label_values(&[outcome]).inc();
+    }
+
+    /// `surface` is `api` or `console`.
+    pub fn auth_failure(&self, surface: &'static str) {
+        self.auth_failures.with_label_values(&[surface]).inc();
     }
 
     pub fn stale_results(&self, results: usize) {

@@ -27,6 +27,9 @@ pub enum ApiError {
     BadSignature(#[from] SignatureError),
     #[error("a valid bearer token is required")]
     BadToken,
+    /// Too many wrong tokens from this address lately: wait this many seconds.
+    #[error("too many wrong tokens from this address; try again in {retry_after} s")]
+    TooManyFailures { retry_after: u64 },
     #[error("the body is not valid JSON: {0}")]
     NotJson(String),
     /// A body that parsed as JSON but is not a valid one of `what` ("event", "subscription"):
@@ -96,6 +99,7 @@ impl ApiError {
             ApiError::RequestTimeout => "request-timeout",
             ApiError::BadSignature(_) => "invalid-signature",
             ApiError::BadToken => "unauthorized",
+            ApiError::TooManyFailures { .. } => "too-many-failures",
             ApiError::NotJson(_) => "malformed-json",
             ApiError::Invalid { what: "event", .. } => "invalid-event",
             ApiError::Invalid { .. } => "invalid-body",
@@ -119,6 +123,7 @@ impl ApiError {
             ApiError::RequestTimeout => "Request timeout",
             ApiError::BadSignature(_) => "Invalid signature",
             ApiError::BadToken => "Unauthorized",
+            ApiError::TooManyFailures { .. } => "Too many failed attempts",
             ApiError::NotJson(_) => "Malformed JSON",
             ApiError::Invalid { what, .. } => return format!("Invalid {what}"),
             ApiError::Refused(_) => "Invalid event",
@@ -156,6 +161,7 @@ impl ResponseError for ApiError {
                 StatusCode::BAD_REQUEST
             }
             ApiError::BadSignature(_) | ApiError::BadToken => StatusCode::UNAUTHORIZED,
+            ApiError::TooManyFailures { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Invalid { .. } | ApiError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) | ApiError::AlreadyReplayed(_) => StatusCode::CONFLICT,
@@ -188,6 +194,9 @@ impl ResponseError for ApiError {
             }
             ApiError::BadToken => {
                 response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+            }
+            ApiError::TooManyFailures { retry_after } => {
+                response.insert_header((header::RETRY_AFTER, retry_after.to_string()));
             }
             ApiError::MethodNotAllowed { allow } => {
                 response.insert_header((header::ALLOW, *allow));

@@ -81,6 +81,8 @@ impl App {
             store: store.clone(),
             verifier: config.verifier,
             api_tokens: config.api_tokens,
+            auth_throttle: crate::throttle::AuthThrottle::new(config.auth_failure_limit),
+            console_idle_timeout: config.console_idle_timeout,
             egress: config.delivery.egress.clone(),
             max_body_bytes: config.max_body_bytes,
             invalid_events: config.invalid_events,

@@ -1,6 +1,8 @@
 //! Signing in and out, and the session every other page needs. A session is opened with an API
-//! token (checked in constant time, as the API checks it), kept in the database (any instance
-//! knows it) and named by an HttpOnly, SameSite=Strict cookie (Secure behind HTTPS). Every form
+//! token (checked in constant time and throttled, as the API checks it), kept in the database
+//! (any instance knows it) with a fingerprint of that token, and named by an HttpOnly,
+//! SameSite=Strict cookie (Secure behind HTTPS). It ends once its token leaves `API_TOKENS`,
+//! after `CONSOLE_IDLE_TIMEOUT` unused, and after 12 hours in any case. Every form
 //! carries the session's CSRF token; one without it changes nothing (403). The sign-in form,
 //! before any session, carries a token that must match a cookie of its own.
 
@@ -71,16 +73,68 @@ impl FromRequest for SignedIn {
             let (Some(state), Some(id)) = (state, cookie) else {
                 return Ok(SignedIn(Err(to_sign_in())));
             };
-            Ok(SignedIn(match state.store.session(&id).await {
-                Ok(Some(session)) => Ok(Operator {
-                    csrf: session.csrf_token,
-                }),
-                Ok(None) => Err(to_sign_in()),
-                Err(error) => Err(actix_web::ResponseError::error_response(
+            let failed = |error| {
+                Ok(SignedIn(Err(actix_web::ResponseError::error_response(
                     &crate::problem::ApiError::from(error),
-                )),
-            }))
+                ))))
+            };
+            let session = match state.store.session(&id).await {
+                Ok(Some(session)) => session,
+                Ok(None) => return Ok(SignedIn(Err(to_sign_in()))),
+                Err(error) => return failed(error),
+            };
+            let now = chrono::Utc::now();
+            match session_state(&session, &state, now) {
+                SessionState::Ended => {
+                    if let Err(error) = state.store.close_session(&id).await {
+                        return failed(error);
+                    }
+                    return Ok(SignedIn(Err(to_sign_in())));
+                }
+                SessionState::Stale => {
+                    if let Err(error) = state.store.touch_session(&id).await {
+                        return failed(error);
+                    }
+                }
+                SessionState::Fresh => {}
+            }
+            Ok(SignedIn(Ok(Operator {
+                csrf: session.csrf_token,
+            })))
         })
+    }
+}
+
+/// Whether a session still holds, and whether its last use needs recording.
+enum SessionState {
+    /// Its token left `API_TOKENS`, it has none, or it was unused for the idle timeout.
+    Ended,
+    /// Holds; its last use was recorded over a minute ago.
+    Stale,
+    Fresh,
+}
+
+/// The last use is recorded at most this often (a write per page would be a write per click).
+const TOUCH_EVERY: chrono::Duration = chrono::Duration::minutes(1);
+
+fn session_state(
+    session: &crate::store::ConsoleSession,
+    state: &AppState,
+    now: chrono::DateTime<chrono::Utc>,
+) -> SessionState {
+    let token_accepted = session
+        .token_fingerprint
+        .as_deref()
+        .is_some_and(|fingerprint| state.api_tokens.accepts_fingerprint(fingerprint));
+    let idle =
+        chrono::Duration::from_std(state.console_idle_timeout).unwrap_or(chrono::Duration::MAX);
+    let last_used = session.last_used_at.unwrap_or(chrono::DateTime::UNIX_EPOCH);
+    if !token_accepted || now - last_used > idle {
+        SessionState::Ended
+    } else if now - last_used > TOUCH_EVERY {
+        SessionState::Stale
+    } else {
+        SessionState::Fresh
     }
 }
 
@@ -178,19 +232,40 @@ pub async fn sign_in(
         return Ok(forbidden());
     }
     let token = form.token.as_deref().unwrap_or_default();
-    if !state.api_tokens.accepts(token) {
-        tracing::info!("a console sign-in with a wrong token");
-        return Ok(sign_in_form(
-            &request,
-            StatusCode::UNAUTHORIZED,
-            Some("That is not one of the service's API tokens."),
-        ));
+    match state.check_token(&request, token, "console") {
+        Ok(()) => {}
+        Err(crate::problem::ApiError::TooManyFailures { retry_after }) => {
+            let mut response = sign_in_form(
+                &request,
+                StatusCode::TOO_MANY_REQUESTS,
+                Some(&format!(
+                    "Too many wrong tokens from this address: try again in {retry_after} s."
+                )),
+            );
+            response.headers_mut().insert(
+                actix_web::http::header::RETRY_AFTER,
+                actix_web::http::header::HeaderValue::from(retry_after),
+            );
+            return Ok(response);
+        }
+        Err(_) => {
+            return Ok(sign_in_form(
+                &request,
+                StatusCode::UNAUTHORIZED,
+                Some("That is not one of the service's API tokens."),
+            ))
+        }
     }
     let id = random_token();
     let expires_at = chrono::Utc::now() + chrono::Duration::hours(SESSION_HOURS);
     state
         .store
-        .open_session(&id, &random_token(), expires_at)
+        .open_session(
+            &id,
+            &random_token(),
+            &crate::config::ApiTokens::fingerprint(token),
+            expires_at,
+        )
         .await
         .map_err(crate::problem::ApiError::from)?;
     let mut response = redirect("/console/overview");

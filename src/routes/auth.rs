@@ -1,5 +1,6 @@
 //! Bearer-token authentication for the REST API, as an extractor: a handler that takes
-//! [`Authorized`] cannot run for an unauthenticated request.
+//! [`Authorized`] cannot run for an unauthenticated request. A wrong token counts against its
+//! peer address ([`crate::throttle`]); past the limit, a request with a token is answered 429.
 
 use std::future::{ready, Ready};
 
@@ -21,15 +22,14 @@ impl FromRequest for Authorized {
             .get(header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
             .and_then(bearer_token);
-        let accepted = match (token, request.app_data::<web::Data<AppState>>()) {
-            (Some(token), Some(state)) => state.api_tokens.accepts(token),
-            _ => false,
+        let (Some(token), Some(state)) = (token, request.app_data::<web::Data<AppState>>()) else {
+            return ready(Err(ApiError::BadToken));
         };
-        ready(if accepted {
-            Ok(Authorized)
-        } else {
-            Err(ApiError::BadToken)
-        })
+        ready(
+            state
+                .check_token(request, token, "api")
+                .map(|()| Authorized),
+        )
     }
 }
 

@@ -342,13 +342,13 @@ async fn the_console_works_without_javascript() {
 }
 
 /// The hidden CSRF token of the first form on `html`.
-fn form_token(html: &str) -> String {
+pub(crate) fn form_token(html: &str) -> String {
     let start = html.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
     html[start..start + html[start..].find('"').unwrap()].to_owned()
 }
 
 /// `name=value` of the `Set-Cookie` for `name`, and the whole header.
-fn set_cookie(response: &reqwest::Response, name: &str) -> (String, String) {
+pub(crate) fn set_cookie(response: &reqwest::Response, name: &str) -> (String, String) {
     let header = response
         .headers()
         .get_all("set-cookie")
@@ -360,7 +360,11 @@ fn set_cookie(response: &reqwest::Response, name: &str) -> (String, String) {
 }
 
 /// Signs in over plain HTTP at `address` with `token`; the response to the sign-in.
-async fn sign_in_over_http(address: &str, token: &str, proto: &str) -> reqwest::Response {
+pub(crate) async fn sign_in_over_http(
+    address: &str,
+    token: &str,
+    proto: &str,
+) -> reqwest::Response {
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -383,7 +387,7 @@ async fn sign_in_over_http(address: &str, token: &str, proto: &str) -> reqwest::
         .unwrap()
 }
 
-async fn page(address: &str, path: &str, cookie: &str) -> reqwest::Response {
+pub(crate) async fn page(address: &str, path: &str, cookie: &str) -> reqwest::Response {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

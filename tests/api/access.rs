@@ -1,0 +1,98 @@
+//! Operator access that holds up: wrong tokens from one address are slowed (429 with
+//! Retry-After, on the API and the console's sign-in alike; no token stays 401), and a console
+//! session ends once its token leaves `API_TOKENS` or it goes unused for
+//! `CONSOLE_IDLE_TIMEOUT`.
+
+use std::time::Duration;
+
+use crate::console::{page, set_cookie, sign_in_over_http};
+use crate::helpers::{assert_problem, spawn_app_with, start_instance, Backend, TOKEN};
+use crate::{before_the_database, on_both_backends};
+
+before_the_database!(wrong_tokens_from_one_address_are_slowed_and_no_token_stays_401);
+on_both_backends!(
+    a_console_session_ends_when_its_token_leaves_api_tokens,
+    an_unused_console_session_ends_after_the_idle_timeout,
+);
+
+async fn wrong_tokens_from_one_address_are_slowed_and_no_token_stays_401(backend: Backend) {
+    let app = spawn_app_with(backend, &[("AUTH_FAILURE_LIMIT", "3")]).await;
+    let with_token = |token: &'static str| {
+        app.client
+            .get(app.url("/shipments"))
+            .bearer_auth(token)
+            .send()
+    };
+
+    for _ in 0..3 {
+        assert_problem(with_token("guess").await.unwrap(), 401).await;
+    }
+    let right = with_token(TOKEN).await.unwrap();
+    let retry_after: u64 = right.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let problem = assert_problem(right, 429).await;
+    let without = app.client.get(app.url("/shipments")).send().await.unwrap();
+    let sign_in = sign_in_over_http(&app.address, TOKEN, "http").await;
+
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    assert!(problem["type"]
+        .as_str()
+        .unwrap()
+        .ends_with("too-many-failures"));
+    assert_problem(without, 401).await;
+    assert_eq!(sign_in.status(), 429, "the sign-in form is held back too");
+    assert!(sign_in.headers().contains_key("retry-after"));
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains("auth_failures_total{surface=\"api\"} 3"),
+        "{metrics}"
+    );
+}
+
+async fn a_console_session_ends_when_its_token_leaves_api_tokens(backend: Backend) {
+    let both = format!("{TOKEN},second-token");
+    let app = spawn_app_with(backend, &[("API_TOKENS", &both)]).await;
+    let signed_in = sign_in_over_http(&app.address, "second-token", "http").await;
+    let (cookie, _) = set_cookie(&signed_in, "console_session");
+    assert_eq!(
+        page(&app.address, "/console/overview", &cookie)
+            .await
+            .status(),
+        200
+    );
+
+    // The same database, served with the second token gone from API_TOKENS.
+    let without_it = start_instance(&app.db, &[("API_TOKENS", TOKEN)]).await;
+    let refused = page(&without_it, "/console/overview", &cookie).await;
+
+    assert_eq!(refused.status(), 303);
+    assert_eq!(refused.headers()["location"], "/console/sign-in");
+    assert_eq!(
+        app.db.scalar("SELECT COUNT(*) FROM console_sessions").await,
+        0,
+        "the session ended"
+    );
+    let again = page(&app.address, "/console/overview", &cookie).await;
+    assert_eq!(again.status(), 303, "ended on every instance");
+}
+
+async fn an_unused_console_session_ends_after_the_idle_timeout(backend: Backend) {
+    let app = spawn_app_with(backend, &[("CONSOLE_IDLE_TIMEOUT", "1s")]).await;
+    let signed_in = sign_in_over_http(&app.address, TOKEN, "http").await;
+    let (cookie, _) = set_cookie(&signed_in, "console_session");
+    assert_eq!(
+        page(&app.address, "/console/overview", &cookie)
+            .await
+            .status(),
+        200
+    );
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let after = page(&app.address, "/console/overview", &cookie).await;
+    assert_eq!(after.status(), 303);
+    assert_eq!(after.headers()["location"], "/console/sign-in");
+}
