@@ -2,6 +2,7 @@
 //! chromedriver. Missing either is a failure that says how to install them, never a skip.
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -44,7 +45,10 @@ impl Browser {
             .local_addr()
             .unwrap()
             .port();
+        // A group of its own, so that a test that fails ends chromedriver and the Chromium it
+        // started together (`Drop`).
         let driver = Command::new(CHROMEDRIVER)
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -207,9 +211,15 @@ impl Browser {
             .unwrap()
     }
 
-    pub async fn close(mut self) {
+    pub async fn close(self) {
         let _ = self.client.clone().close().await;
-        let _ = self.driver.kill();
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.driver.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.driver.wait();
     }
 }

@@ -277,7 +277,11 @@ pub async fn spawn_app_on(db: TestDb, overrides: &[(&str, &str)]) -> TestApp {
     let address = start_instance(&db, overrides).await;
     TestApp {
         address,
-        client: reqwest::Client::new(),
+        // A service that stops answering fails the test instead of hanging it.
+        client: reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .unwrap(),
         db,
     }
 }
