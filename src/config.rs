@@ -120,7 +120,7 @@ pub const DELIVERY_TIMEOUT: Variable = Variable {
 pub const DELIVERY_ALLOW_NETS: Variable = Variable {
     name: "DELIVERY_ALLOW_NETS",
     meaning: "networks (CIDR, comma separated) that deliveries may reach although private, \
-              loopback or link-local (PRODUCT.md section 10)",
+              loopback or link-local (the resolver refuses them otherwise)",
     fallback: Fallback::Described("none"),
 };
 pub const DELIVERY_CONCURRENCY_PER_SUBSCRIPTION: Variable = Variable {
@@ -161,7 +161,8 @@ pub const INVALID_EVENTS: Variable = Variable {
 };
 pub const RETENTION: Variable = Variable {
     name: "RETENTION",
-    meaning: "how long records that no promise needs any more are kept (PRODUCT.md section 9); \
+    meaning: "how long records that no promise needs any more are kept (duplicates, closed \
+              orders' histories, settled deliveries, decided quarantine); \
               `off` keeps everything",
     fallback: Fallback::Value("30d"),
 };
@@ -533,7 +534,39 @@ impl Config {
         Config::read_env(&Env::from_lookup(lookup))
     }
 
+    /// Reads the configuration; an error names every bad variable at once, in one line (each
+    /// one found is read as unset and the rest read again).
     pub fn read_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Config, ConfigError> {
+        let mut found: Vec<ConfigError> = Vec::new();
+        loop {
+            let result = {
+                let masked = Env::from_lookup(|name: &str| {
+                    if found.iter().any(|error| error.variable == name) {
+                        None
+                    } else {
+                        (env.lookup)(name)
+                    }
+                });
+                Config::read_once(&masked)
+            };
+            match result {
+                Ok(config) if found.is_empty() => return Ok(config),
+                // Read as unset, a required variable fails again: nothing more to learn.
+                Err(error) if !found.iter().any(|f| f.variable == error.variable) => {
+                    found.push(error)
+                }
+                _ => break,
+            }
+        }
+        let first = found.remove(0);
+        let others: String = found.iter().map(|error| format!("; {error}")).collect();
+        Err(ConfigError {
+            variable: first.variable,
+            reason: format!("{}{others}", first.reason),
+        })
+    }
+
+    fn read_once<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Config, ConfigError> {
         let database = DatabaseConfig::from_env(env)?;
         let listen_addr = env.required(&LISTEN_ADDR, |text| {
             text.parse()
@@ -738,6 +771,17 @@ mod tests {
             ["WEBHOOK_SECRETS", "API_TOKENS"]
         );
         assert!(config(&REQUIRED).unwrap().example_credentials.is_empty());
+    }
+
+    #[test]
+    fn every_bad_variable_is_named_at_once() {
+        let mut vars = REQUIRED.to_vec();
+        vars.extend([("DISPATCH", "maybe"), ("RETENTION", "banana")]);
+        let error = config(&vars).unwrap_err().to_string();
+        assert!(error.starts_with("DISPATCH: "), "{error}");
+        assert!(error.contains("; RETENTION: "), "{error}");
+        let missing = config(&[("API_TOKENS", "tok")]).unwrap_err().to_string();
+        assert!(missing.starts_with("WEBHOOK_SECRETS: "), "{missing}");
     }
 
     #[test]

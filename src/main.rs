@@ -58,12 +58,17 @@ async fn main() -> ExitCode {
     // when it is malformed: report that only once the command line is parsed.
     let dotenv = dotenvy::dotenv();
     let cli = Cli::parse();
-    if let Err(error) = dotenv {
-        if !error.not_found() {
+    let env_file = match dotenv {
+        Ok(path) => format!("{} was read", path.display()),
+        Err(error) if error.not_found() => {
+            let here = std::env::current_dir().unwrap_or_default();
+            format!("no .env in {} or above it", here.display())
+        }
+        Err(error) => {
             eprintln!(".env: {error}");
             return ExitCode::from(2);
         }
-    }
+    };
     let command = cli.command.unwrap_or(Command::Serve);
     if let Command::Send(args) = command {
         // The sender needs a secret, not the service's configuration.
@@ -79,7 +84,7 @@ async fn main() -> ExitCode {
     let (configured, log_format) =
         match configured.and_then(|c| Ok((c, LogFormat::from_env(&env)?))) {
             Ok(both) => both,
-            Err(error) => return configuration_error(&error),
+            Err(error) => return configuration_error(&error, &env_file),
         };
     let _flush_logs_on_exit = telemetry::init(log_format, std::io::stdout());
     report(match (command, configured) {
@@ -99,8 +104,9 @@ enum Configured {
     Prune(DatabaseConfig, Retention),
 }
 
-fn configuration_error(error: &ConfigError) -> ExitCode {
-    eprintln!("configuration error: {error}");
+/// One line: every bad variable, and where `.env` was looked for.
+fn configuration_error(error: &ConfigError, env_file: &str) -> ExitCode {
+    eprintln!("configuration error: {error} ({env_file})");
     ExitCode::from(2)
 }
 

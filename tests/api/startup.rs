@@ -143,3 +143,26 @@ fn prune_against_an_unreachable_database_names_its_host() {
         "{error}"
     );
 }
+
+#[test]
+fn every_bad_variable_is_named_at_once_with_where_env_was_looked_for() {
+    let folder = tempfile::tempdir().unwrap();
+    let output = run(
+        &["serve"],
+        &[
+            ("WEBHOOK_SECRETS", "secret"),
+            ("API_TOKENS", TOKEN),
+            ("DISPATCH", "maybe"),
+            ("RETENTION", "banana"),
+        ],
+        folder.path(),
+    );
+    let error = String::from_utf8(output.stderr).unwrap();
+    assert!(!output.status.success());
+    assert_eq!(error.lines().count(), 1, "{error}");
+    assert!(
+        error.contains("DISPATCH: ") && error.contains("RETENTION: "),
+        "{error}"
+    );
+    assert!(error.contains("no .env in"), "{error}");
+}
