@@ -9,7 +9,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::layout::{next_page, page, redirect, respond, table, time, Notice, Section};
-use super::session::{signed_in, Csrf, SignedIn};
+use super::session::{signed_in, Checked, NoFields, SignedIn};
 use super::shipments::cursor;
 use crate::domain::DeliveryStatus;
 use crate::problem::ApiError;
@@ -132,15 +132,10 @@ pub fn rows(csrf: &str, deliveries: &[DeliveryRecord]) -> Markup {
 }
 
 pub async fn retry(
-    signed_in: SignedIn,
     id: web::Path<String>,
-    form: web::Form<Csrf>,
+    _: Checked<NoFields>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let operator = signed_in!(signed_in);
-    if let Some(refused) = operator.refuse(form.csrf.as_deref()) {
-        return Ok(refused);
-    }
     let queued = match Uuid::parse_str(&id) {
         Ok(id) => state.store.requeue(Some(id), None).await?,
         Err(_) => 0,
@@ -158,20 +153,15 @@ pub async fn retry(
 
 #[derive(Deserialize)]
 pub struct RecoverForm {
-    csrf: Option<String>,
     subscription: Option<String>,
     since: Option<String>,
 }
 
 pub async fn recover(
-    signed_in: SignedIn,
-    form: web::Form<RecoverForm>,
+    checked: Checked<RecoverForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let operator = signed_in!(signed_in);
-    if let Some(refused) = operator.refuse(form.csrf.as_deref()) {
-        return Ok(refused);
-    }
+    let Checked { form, .. } = checked;
     let subscription = form
         .subscription
         .as_deref()

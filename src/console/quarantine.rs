@@ -8,7 +8,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::layout::{maybe_time, next_page, page, redirect, respond, table, time, Notice, Section};
-use super::session::{signed_in, Csrf, SignedIn};
+use super::session::{signed_in, Checked, NoFields, SignedIn};
 use super::shipments::cursor;
 use crate::domain::QuarantineStatus;
 use crate::intake;
@@ -167,20 +167,15 @@ fn detail(
 
 #[derive(Deserialize)]
 pub struct ReplayForm {
-    csrf: Option<String>,
     correction: Option<String>,
 }
 
 pub async fn replay(
-    signed_in: SignedIn,
     id: web::Path<String>,
-    form: web::Form<ReplayForm>,
+    checked: Checked<ReplayForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let operator = signed_in!(signed_in);
-    if let Some(refused) = operator.refuse(form.csrf.as_deref()) {
-        return Ok(refused);
-    }
+    let Checked { operator, form } = checked;
     let Ok(id) = Uuid::parse_str(&id) else {
         return Ok(not_found(&operator.csrf));
     };
@@ -243,15 +238,11 @@ async fn answer(
 }
 
 pub async fn discard(
-    signed_in: SignedIn,
     id: web::Path<String>,
-    form: web::Form<Csrf>,
+    checked: Checked<NoFields>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let operator = signed_in!(signed_in);
-    if let Some(refused) = operator.refuse(form.csrf.as_deref()) {
-        return Ok(refused);
-    }
+    let Checked { operator, .. } = checked;
     let Ok(id) = Uuid::parse_str(&id) else {
         return Ok(not_found(&operator.csrf));
     };

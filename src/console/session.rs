@@ -34,7 +34,7 @@ pub struct Operator {
 
 impl Operator {
     /// The 403 to answer when a form did not carry this session's CSRF token.
-    pub fn refuse(&self, form_token: Option<&str>) -> Option<HttpResponse> {
+    fn refuse(&self, form_token: Option<&str>) -> Option<HttpResponse> {
         let given = form_token.unwrap_or_default();
         let carried = !given.is_empty() && bool::from(given.as_bytes().ct_eq(self.csrf.as_bytes()));
         (!carried).then(forbidden)
@@ -280,22 +280,52 @@ pub async fn sign_in(
     Ok(response)
 }
 
-/// A form that changes nothing but carries its CSRF token (sign out, retry, discard, delete).
+/// A console form that changed nothing yet: its fields `T`, from a signed-in operator, whose
+/// CSRF token it carried. Every POST handler takes one, so none can run without the check:
+/// without a session the answer is the way to sign in, without the session's token a 403,
+/// and nothing is done.
+pub struct Checked<T> {
+    pub operator: Operator,
+    pub form: T,
+}
+
+/// The fields of a form that has none but its CSRF token (sign out, retry, discard, delete).
 #[derive(Deserialize)]
-pub struct Csrf {
-    pub csrf: Option<String>,
+pub struct NoFields {}
+
+/// The CSRF token of a form, read beside its fields.
+#[derive(Deserialize)]
+struct CsrfField {
+    csrf: Option<String>,
+}
+
+impl<T: serde::de::DeserializeOwned + 'static> FromRequest for Checked<T> {
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Checked<T>, actix_web::Error>>>>;
+
+    fn from_request(request: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let signed_in = SignedIn::from_request(request, payload);
+        let body = web::Bytes::from_request(request, payload);
+        Box::pin(async move {
+            let answer = |response| actix_web::error::InternalError::from_response("", response);
+            let operator = signed_in.await?.0.map_err(answer)?;
+            let body = body.await?;
+            let unreadable = |_| actix_web::error::ErrorBadRequest("an unreadable form");
+            let token: CsrfField = serde_urlencoded::from_bytes(&body).map_err(unreadable)?;
+            if let Some(refused) = operator.refuse(token.csrf.as_deref()) {
+                return Err(answer(refused).into());
+            }
+            let form = serde_urlencoded::from_bytes(&body).map_err(unreadable)?;
+            Ok(Checked { operator, form })
+        })
+    }
 }
 
 pub async fn sign_out(
     request: HttpRequest,
-    signed_in: SignedIn,
-    form: web::Form<Csrf>,
+    _: Checked<NoFields>,
     state: web::Data<AppState>,
 ) -> actix_web::Result<HttpResponse> {
-    let operator = signed_in!(signed_in);
-    if let Some(refused) = operator.refuse(form.csrf.as_deref()) {
-        return Ok(refused);
-    }
     if let Some(id) = request.cookie(SESSION_COOKIE) {
         state
             .store

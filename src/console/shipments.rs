@@ -9,7 +9,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::layout::{next_page, page, redirect, respond, table, time, Notice, Section};
-use super::session::{signed_in, SignedIn};
+use super::session::{signed_in, Checked, SignedIn};
 use crate::domain::{ShipmentPatch, ShipmentStatus};
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -231,7 +231,6 @@ fn move_form(csrf: &str, id: Uuid, revision: i64, to: ShipmentStatus) -> Markup 
 
 #[derive(Deserialize)]
 pub struct MoveForm {
-    csrf: Option<String>,
     revision: Option<i64>,
     status: Option<String>,
     carrier: Option<String>,
@@ -239,15 +238,11 @@ pub struct MoveForm {
 }
 
 pub async fn move_(
-    signed_in: SignedIn,
     id: web::Path<String>,
-    form: web::Form<MoveForm>,
+    checked: Checked<MoveForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let operator = signed_in!(signed_in);
-    if let Some(refused) = operator.refuse(form.csrf.as_deref()) {
-        return Ok(refused);
-    }
+    let Checked { operator, form } = checked;
     let Ok(id) = Uuid::parse_str(&id) else {
         return Ok(not_found(&operator.csrf));
     };

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::layout::{page, redirect, respond, table, time, Notice, Section};
-use super::session::{signed_in, Csrf, SignedIn};
+use super::session::{signed_in, Checked, NoFields, SignedIn};
 use crate::domain::subscription::{new_secret, without_userinfo};
 use crate::domain::{FieldError, NewSubscription, ShipmentChange, SubscriptionPatch};
 use crate::problem::ApiError;
@@ -116,7 +116,6 @@ fn field_of(change: ShipmentChange) -> &'static str {
 
 #[derive(Deserialize)]
 pub struct CreateForm {
-    csrf: Option<String>,
     url: Option<String>,
     created: Option<String>,
     updated: Option<String>,
@@ -127,14 +126,10 @@ pub struct CreateForm {
 /// Creates the subscription and shows its secret, this once (an answer, not a redirect: the
 /// secret is nowhere to go back to).
 pub async fn create(
-    signed_in: SignedIn,
-    form: web::Form<CreateForm>,
+    checked: Checked<CreateForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let operator = signed_in!(signed_in);
-    if let Some(refused) = operator.refuse(form.csrf.as_deref()) {
-        return Ok(refused);
-    }
+    let Checked { operator, form } = checked;
     let chosen: Vec<&str> = [
         (&form.created, ShipmentChange::Created),
         (&form.updated, ShipmentChange::Updated),
@@ -197,20 +192,15 @@ pub async fn create(
 
 #[derive(Deserialize)]
 pub struct ActiveForm {
-    csrf: Option<String>,
     active: Option<String>,
 }
 
 pub async fn set_active(
-    signed_in: SignedIn,
     id: web::Path<String>,
-    form: web::Form<ActiveForm>,
+    checked: Checked<ActiveForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let operator = signed_in!(signed_in);
-    if let Some(refused) = operator.refuse(form.csrf.as_deref()) {
-        return Ok(refused);
-    }
+    let Checked { form, .. } = checked;
     if let Ok(id) = Uuid::parse_str(&id) {
         let patch = SubscriptionPatch {
             active: Some(form.active.as_deref() == Some("true")),
@@ -222,15 +212,10 @@ pub async fn set_active(
 }
 
 pub async fn delete(
-    signed_in: SignedIn,
     id: web::Path<String>,
-    form: web::Form<Csrf>,
+    _: Checked<NoFields>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let operator = signed_in!(signed_in);
-    if let Some(refused) = operator.refuse(form.csrf.as_deref()) {
-        return Ok(refused);
-    }
     if let Ok(id) = Uuid::parse_str(&id) {
         state.store.delete_subscription(id).await?;
     }

@@ -5,12 +5,17 @@
 
 use std::time::Duration;
 
+use serde_json::{json, Value};
+
 use crate::console::{page, set_cookie, sign_in_over_http};
-use crate::helpers::{assert_problem, spawn_app_with, start_instance, Backend, TOKEN};
+use crate::helpers::{
+    assert_problem, order_event, spawn_app, spawn_app_with, start_instance, Backend, TOKEN,
+};
 use crate::{before_the_database, on_both_backends};
 
 before_the_database!(wrong_tokens_from_one_address_are_slowed_and_no_token_stays_401);
 on_both_backends!(
+    every_console_form_without_its_token_is_refused_and_changes_nothing,
     a_console_session_ends_when_its_token_leaves_api_tokens,
     an_unused_console_session_ends_after_the_idle_timeout,
 );
@@ -95,4 +100,87 @@ async fn an_unused_console_session_ends_after_the_idle_timeout(backend: Backend)
     let after = page(&app.address, "/console/overview", &cookie).await;
     assert_eq!(after.status(), 303);
     assert_eq!(after.headers()["location"], "/console/sign-in");
+}
+
+async fn every_console_form_without_its_token_is_refused_and_changes_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let shipment = app.create_shipment("ORD-CSRF").await;
+    let (subscription, _) = app.subscribe("http://127.0.0.1:9/hooks").await;
+    let mut broken = order_event("ORD-CSRF-Q");
+    broken["data"]["items"] = json!([]);
+    let kept: Value = app
+        .post_signed(&serde_json::to_vec(&broken).unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let quarantined = kept["quarantine_id"].as_str().unwrap();
+    let signed_in = sign_in_over_http(&app.address, TOKEN, "http").await;
+    let (cookie, _) = set_cookie(&signed_in, "console_session");
+    let forms: [(String, Vec<(&str, &str)>); 9] = [
+        ("/console/sign-out".into(), vec![]),
+        (
+            format!("/console/shipments/{shipment}/move"),
+            vec![("status", "packed"), ("revision", "1")],
+        ),
+        (
+            "/console/deliveries/recover".into(),
+            vec![
+                ("subscription", &subscription),
+                ("since", "2000-01-01T00:00"),
+            ],
+        ),
+        (format!("/console/deliveries/{shipment}/retry"), vec![]),
+        (
+            "/console/subscriptions".into(),
+            vec![("url", "http://127.0.0.1:9/other"), ("created", "on")],
+        ),
+        (
+            format!("/console/subscriptions/{subscription}/active"),
+            vec![("active", "false")],
+        ),
+        (
+            format!("/console/subscriptions/{subscription}/delete"),
+            vec![],
+        ),
+        (
+            format!("/console/quarantine/{quarantined}/replay"),
+            vec![("correction", "")],
+        ),
+        (format!("/console/quarantine/{quarantined}/discard"), vec![]),
+    ];
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+
+    for (path, fields) in &forms {
+        for csrf in [None, Some("forged")] {
+            let mut body = fields.clone();
+            body.extend(csrf.map(|token| ("csrf", token)));
+            let answer = client
+                .post(format!("{}{path}", app.address))
+                .header("Cookie", &cookie)
+                .form(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(answer.status(), 403, "{path} with {csrf:?}");
+        }
+    }
+
+    assert_eq!(
+        page(&app.address, "/console/overview", &cookie)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(app.shipment_of("ORD-CSRF").await["status"], "pending");
+    let subscription = app
+        .get_json(&format!("/subscriptions/{subscription}"))
+        .await;
+    assert_eq!(subscription["active"], true);
+    assert_eq!(app.db.scalar("SELECT COUNT(*) FROM subscriptions").await, 1);
+    let entry = app.get_json(&format!("/quarantine/{quarantined}")).await;
+    assert_eq!(entry["status"], "held");
 }
