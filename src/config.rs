@@ -148,6 +148,12 @@ pub const CONSOLE_IDLE_TIMEOUT: Variable = Variable {
     meaning: "a console session unused this long ends (at most 12 h in all)",
     fallback: Fallback::Value("30m"),
 };
+pub const CONSOLE_SECURE_COOKIE: Variable = Variable {
+    name: "CONSOLE_SECURE_COOKIE",
+    meaning: "`on`: the console's cookies are always Secure (behind a TLS proxy); `off`: never; \
+              `auto`: when the request came over HTTPS or `X-Forwarded-Proto` says so",
+    fallback: Fallback::Value("auto"),
+};
 pub const QUARANTINE_MAX_BYTES: Variable = Variable {
     name: "QUARANTINE_MAX_BYTES",
     meaning: "bytes of held quarantine bodies, same rule",
@@ -199,6 +205,7 @@ pub const SERVE: &[&Variable] = &[
     &QUARANTINE_MAX_BYTES,
     &AUTH_FAILURE_LIMIT,
     &CONSOLE_IDLE_TIMEOUT,
+    &CONSOLE_SECURE_COOKIE,
     &INVALID_EVENTS,
     &RETENTION,
     &DATABASE_MAX_CONNECTIONS,
@@ -240,6 +247,8 @@ pub struct Config {
     pub auth_failure_limit: Option<u32>,
     /// How long an unused console session lasts.
     pub console_idle_timeout: Duration,
+    /// Whether the console's cookies are Secure: always, never, or by the request's scheme.
+    pub console_secure_cookie: Option<bool>,
     pub max_body_bytes: usize,
     /// How long a client may take to send a whole request (headers, then body): 408 after.
     pub request_timeout: Duration,
@@ -636,6 +645,12 @@ impl Config {
                 text => at_least(1u32)(text).map(Some),
             })?,
             console_idle_timeout: env.required(&CONSOLE_IDLE_TIMEOUT, duration)?,
+            console_secure_cookie: env.required(&CONSOLE_SECURE_COOKIE, |text| match text {
+                "auto" => Ok(None),
+                "on" => Ok(Some(true)),
+                "off" => Ok(Some(false)),
+                _ => Err("must be auto, on or off".into()),
+            })?,
             max_body_bytes: env.required(&MAX_BODY_BYTES, at_least(1))?,
             request_timeout: Duration::from_secs(env.required(&REQUEST_TIMEOUT_SECS, at_least(1))?),
             keep_alive: Duration::from_secs(env.required(&KEEP_ALIVE_SECS, at_least(0))?),

@@ -83,6 +83,7 @@ impl App {
             api_tokens: config.api_tokens,
             auth_throttle: crate::throttle::AuthThrottle::new(config.auth_failure_limit),
             console_idle_timeout: config.console_idle_timeout,
+            console_secure_cookie: config.console_secure_cookie,
             egress: config.delivery.egress.clone(),
             max_body_bytes: config.max_body_bytes,
             invalid_events: config.invalid_events,

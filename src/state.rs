@@ -17,6 +17,8 @@ pub struct AppState {
     pub auth_throttle: AuthThrottle,
     /// How long an unused console session lasts.
     pub console_idle_timeout: std::time::Duration,
+    /// `CONSOLE_SECURE_COOKIE`: `None` follows the request's scheme.
+    pub console_secure_cookie: Option<bool>,
     /// Where deliveries may go: a subscription to an address that is not is refused.
     pub egress: Egress,
     pub max_body_bytes: usize,

@@ -153,18 +153,23 @@ fn random_token() -> String {
     URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
 }
 
-/// Secure only where the request came over HTTPS (directly or, as the proxy says, to it).
+/// Secure as `CONSOLE_SECURE_COOKIE` says: always, never, or (`auto`) where the request came
+/// over HTTPS (directly or, as the proxy says, to it).
 fn cookie<'c>(
     request: &HttpRequest,
     name: &'c str,
     value: String,
     max_age: CookieAge,
 ) -> Cookie<'c> {
+    let secure = request
+        .app_data::<web::Data<AppState>>()
+        .and_then(|state| state.console_secure_cookie)
+        .unwrap_or_else(|| request.connection_info().scheme() == "https");
     Cookie::build(name, value)
         .path("/console")
         .http_only(true)
         .same_site(SameSite::Strict)
-        .secure(request.connection_info().scheme() == "https")
+        .secure(secure)
         .max_age(max_age)
         .finish()
 }

@@ -13,7 +13,10 @@ use crate::helpers::{
 };
 use crate::{before_the_database, on_both_backends};
 
-before_the_database!(wrong_tokens_from_one_address_are_slowed_and_no_token_stays_401);
+before_the_database!(
+    wrong_tokens_from_one_address_are_slowed_and_no_token_stays_401,
+    behind_a_tls_proxy_the_session_cookie_is_secure_whatever_the_proxy_sends,
+);
 on_both_backends!(
     every_console_form_without_its_token_is_refused_and_changes_nothing,
     a_console_session_ends_when_its_token_leaves_api_tokens,
@@ -183,4 +186,15 @@ async fn every_console_form_without_its_token_is_refused_and_changes_nothing(bac
     assert_eq!(app.db.scalar("SELECT COUNT(*) FROM subscriptions").await, 1);
     let entry = app.get_json(&format!("/quarantine/{quarantined}")).await;
     assert_eq!(entry["status"], "held");
+}
+
+async fn behind_a_tls_proxy_the_session_cookie_is_secure_whatever_the_proxy_sends(
+    backend: Backend,
+) {
+    let app = spawn_app_with(backend, &[("CONSOLE_SECURE_COOKIE", "on")]).await;
+
+    let signed_in = sign_in_over_http(&app.address, TOKEN, "http").await;
+
+    let (_, header) = set_cookie(&signed_in, "console_session");
+    assert!(header.contains("Secure"), "{header}");
 }
