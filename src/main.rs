@@ -142,7 +142,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
 async fn status(database: DatabaseConfig) -> anyhow::Result<()> {
     let store = Store::connect(&database.url.0, database.max_connections, Open::Existing).await?;
-    let report = store.status().await?;
+    let report = store
+        .status(shipping_service::store::Counting::Exact)
+        .await?;
     store.close().await;
     println!("database: {}", store.describe());
     println!("shipments by status:");

@@ -12,6 +12,7 @@ use super::session::{signed_in, SignedIn};
 use crate::domain::Outcome;
 use crate::problem::ApiError;
 use crate::state::AppState;
+use crate::store::Counting;
 
 /// A colour per outcome, distinct enough side by side.
 fn outcome_color(outcome: Outcome) -> &'static str {
@@ -32,7 +33,7 @@ pub async fn page_(
 ) -> Result<HttpResponse, ApiError> {
     let operator = signed_in!(signed_in);
     let now = chrono::Utc::now();
-    let report = state.store.status().await?;
+    let report = state.store.status(Counting::Estimated).await?;
     let deliveries = state.store.delivery_stats().await?;
     let activity = state
         .store
@@ -88,6 +89,9 @@ pub async fn page_(
             div class="card" {
                 h2 { "Shipments by status" }
                 (table(&["Status", "Shipments"], count_rows(&report.shipments)))
+                @if report.approximate {
+                    p class="note" { "≈ the database's estimates: the largest tables are not counted on this page (shipping-service status counts them)." }
+                }
             }
             div class="card" {
                 h2 { "Events of the last hour" }
@@ -105,7 +109,7 @@ pub async fn page_(
             &["Table", "Rows", "Oldest record"],
             report.tables.iter().map(|t| vec![
                 html! { code { (t.table) } },
-                html! { (t.rows) },
+                html! { @if t.estimated { "≈ " } (t.rows) },
                 maybe_time(t.oldest),
             ]).collect(),
         ))

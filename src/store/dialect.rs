@@ -9,6 +9,10 @@ pub(super) enum Dialect {
 }
 
 impl Dialect {
+    pub fn is_postgres(self) -> bool {
+        matches!(self, Dialect::Postgres)
+    }
+
     /// The elements of the JSON array `$n`, each as `value`.
     pub fn json_rows(self, n: u8) -> String {
         match self {

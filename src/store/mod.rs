@@ -44,7 +44,7 @@ pub use operator::Patched;
 pub use page::{Page, PageRequest};
 pub use quarantine::{Arrival, QuarantineEntry, Quarantined};
 pub use queue::{Claim, Claimed, Settled, Settlement};
-pub use reads::{Activity, EventFilter, ShipmentFilter, StatusReport, TableStats};
+pub use reads::{Activity, Counting, EventFilter, ShipmentFilter, StatusReport, TableStats};
 pub use retention::{Pass, Removed};
 pub use rows::EventRecord;
 pub use sessions::ConsoleSession;

@@ -24,6 +24,8 @@ pub struct ShipmentFilter {
 /// What `shipping-service status` prints.
 #[derive(Debug, Clone)]
 pub struct StatusReport {
+    /// Whether some counts are the planner's estimates ([`Counting::Estimated`]).
+    pub approximate: bool,
     pub shipments: Vec<(String, i64)>,
     pub recent_events: Vec<(String, i64)>,
     pub pending_deliveries: i64,
@@ -40,8 +42,38 @@ pub struct StatusReport {
 pub struct TableStats {
     pub table: &'static str,
     pub rows: i64,
+    /// Not read where the rows are estimated.
     pub oldest: Option<DateTime<Utc>>,
+    /// The planner's estimate, not a count.
+    pub estimated: bool,
 }
+
+/// How a status report counts a large table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counting {
+    /// Every row (`shipping-service status`: an operator at a terminal waits for it).
+    Exact,
+    /// On PostgreSQL, a table the planner reckons larger than [`ESTIMATE_ABOVE`] rows is not
+    /// counted: its rows and the split of its statuses are the planner's estimates (a page
+    /// must answer in milliseconds at millions of rows). Small tables, and SQLite, are counted.
+    Estimated,
+}
+
+/// Rows past which [`Counting::Estimated`] does not count a table.
+const ESTIMATE_ABOVE: f64 = 100_000.0;
+
+/// The planner's rows of a table (-1 when it has none: never analysed or vacuumed).
+const PG_ROWS: &str = "SELECT CAST(reltuples AS BIGINT) FROM pg_class \
+     WHERE oid = to_regclass($1)";
+
+/// The planner's rows of each common value of a column: its statistics' frequencies times the
+/// table's rows.
+const PG_SPLIT: &str = "SELECT v.value, CAST(round(v.freq * c.reltuples) AS BIGINT) \
+     FROM pg_stats s JOIN pg_class c ON c.oid = to_regclass($1), \
+          unnest(CAST(CAST(s.most_common_vals AS TEXT) AS TEXT[]), s.most_common_freqs) \
+            AS v(value, freq) \
+     WHERE s.schemaname = current_schema() AND s.tablename = $1 AND s.attname = $2 \
+     ORDER BY v.value";
 
 /// Each table with the time that dates its rows.
 const TABLES: [(&str, &str); 7] = [
@@ -199,17 +231,40 @@ impl Store {
         paginate(rows, page.limit, |row| row.seq).try_map(EventRecord::try_from)
     }
 
-    /// Counts for an operator at a terminal (`shipping-service status`).
-    pub async fn status(&self) -> Result<StatusReport, StoreError> {
+    /// What `shipping-service status` and the console's overview show, counted as `counting`
+    /// says.
+    pub async fn status(&self, counting: Counting) -> Result<StatusReport, StoreError> {
         let since = super::now() - chrono::Duration::hours(1);
         let first = self.first_event_since(since).await?.unwrap_or(i64::MAX);
+        let estimating = counting == Counting::Estimated && self.dialect().is_postgres();
         Ok(with_backend!(self, |db| {
             let mut conn = db.reader().await?;
-            let shipments = sqlx::query_as(
-                "SELECT status, COUNT(*) FROM shipments GROUP BY status ORDER BY status",
-            )
-            .fetch_all(&mut *conn)
-            .await?;
+            // The tables too large to count, on PostgreSQL, with their estimated rows.
+            let mut estimated = std::collections::HashMap::new();
+            if estimating {
+                for (table, _) in TABLES {
+                    let rows: Option<i64> = sqlx::query_scalar(PG_ROWS)
+                        .bind(table)
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                    if let Some(rows) = rows.filter(|rows| *rows as f64 > ESTIMATE_ABOVE) {
+                        estimated.insert(table, rows);
+                    }
+                }
+            }
+            let shipments = if estimated.contains_key("shipments") {
+                sqlx::query_as(PG_SPLIT)
+                    .bind("shipments")
+                    .bind("status")
+                    .fetch_all(&mut *conn)
+                    .await?
+            } else {
+                sqlx::query_as(
+                    "SELECT status, COUNT(*) FROM shipments GROUP BY status ORDER BY status",
+                )
+                .fetch_all(&mut *conn)
+                .await?
+            };
             let recent_events = sqlx::query_as(
                 "SELECT outcome, COUNT(*) FROM processed_events \
                  WHERE seq >= $2 AND received_at >= $1 \
@@ -219,12 +274,26 @@ impl Store {
             .bind(first)
             .fetch_all(&mut *conn)
             .await?;
-            let (pending_deliveries, failed_deliveries) = sqlx::query_as(
-                "SELECT COUNT(CASE WHEN status = 'pending' THEN 1 END), \
-                        COUNT(CASE WHEN status = 'failed' THEN 1 END) FROM deliveries",
-            )
-            .fetch_one(&mut *conn)
-            .await?;
+            // Pending ones are few and indexed: counted always.
+            let pending_deliveries =
+                sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE status = 'pending'")
+                    .fetch_one(&mut *conn)
+                    .await?;
+            let failed_deliveries = if estimated.contains_key("deliveries") {
+                let split: Vec<(String, i64)> = sqlx::query_as(PG_SPLIT)
+                    .bind("deliveries")
+                    .bind("status")
+                    .fetch_all(&mut *conn)
+                    .await?;
+                split
+                    .into_iter()
+                    .find(|(status, _)| status == "failed")
+                    .map_or(0, |(_, rows)| rows)
+            } else {
+                sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE status = 'failed'")
+                    .fetch_one(&mut *conn)
+                    .await?
+            };
             let subscriptions = sqlx::query_as(
                 "SELECT CASE WHEN active THEN 'active' \
                              ELSE COALESCE(deactivated_reason, 'inactive') END AS state, \
@@ -239,6 +308,15 @@ impl Store {
                     .await?;
             let mut tables = Vec::with_capacity(TABLES.len());
             for (table, dated_by) in TABLES {
+                if let Some(rows) = estimated.get(table) {
+                    tables.push(TableStats {
+                        table,
+                        rows: *rows,
+                        oldest: None,
+                        estimated: true,
+                    });
+                    continue;
+                }
                 let (rows, oldest): (i64, Option<DateTime<Utc>>) =
                     sqlx::query_as(&format!("SELECT COUNT(*), MIN({dated_by}) FROM {table}"))
                         .fetch_one(&mut *conn)
@@ -247,9 +325,11 @@ impl Store {
                     table,
                     rows,
                     oldest,
+                    estimated: false,
                 });
             }
             StatusReport {
+                approximate: !estimated.is_empty(),
                 shipments,
                 recent_events,
                 pending_deliveries,
