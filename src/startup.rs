@@ -59,7 +59,8 @@ impl App {
     ) -> anyhow::Result<App> {
         let address = listener.local_addr()?;
         let metrics = Metrics::default();
-        let allowed = config.delivery.egress.allowed_networks();
+        let egress = crate::dispatch::egress::Egress::new(config.delivery.allow_nets.clone());
+        let allowed = egress.allowed_networks();
         if allowed.is_empty() {
             tracing::info!("deliveries reach only public addresses");
         } else {
@@ -84,7 +85,7 @@ impl App {
             auth_throttle: crate::throttle::AuthThrottle::new(config.auth_failure_limit),
             console_idle_timeout: config.console_idle_timeout,
             console_secure_cookie: config.console_secure_cookie,
-            egress: config.delivery.egress.clone(),
+            egress: egress.clone(),
             max_body_bytes: config.max_body_bytes,
             invalid_events: config.invalid_events,
             request_timeout: config.request_timeout,

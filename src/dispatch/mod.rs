@@ -71,6 +71,7 @@ pub struct Dispatcher {
 
 impl Dispatcher {
     pub fn new(store: Store, config: &DeliveryConfig, metrics: Metrics) -> Dispatcher {
+        let egress = Egress::new(config.allow_nets.clone());
         // Every name is resolved by the egress check, no proxy from the environment stands
         // between the service and where the subscription said, and a redirect is an answer
         // (a failed attempt), never followed.
@@ -78,13 +79,13 @@ impl Dispatcher {
             .timeout(config.timeout)
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
-            .dns_resolver(Arc::new(config.egress.clone()))
+            .dns_resolver(Arc::new(egress.clone()))
             .build()
             .expect("a client with a timeout, a resolver and no redirects");
         Dispatcher {
             store,
             client,
-            egress: config.egress.clone(),
+            egress,
             lease: config.timeout * 2 + LEASE_MARGIN,
             timeout: config.timeout,
             share: config.concurrency_per_subscription,

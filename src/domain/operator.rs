@@ -1,6 +1,7 @@
 //! What an operator may do to a shipment (`PATCH /shipments/{id}`): move it along
 //! pending → packed → shipped → delivered, cancel it before it leaves, and record the carrier
-//! and tracking number. Pure: the store locks, loads, calls [`ShipmentPatch::apply`], saves.
+//! and tracking number. Pure: the store loads, calls [`ShipmentPatch::apply`], and saves guarded by the
+//! revision it read.
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;

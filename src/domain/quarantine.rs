@@ -43,7 +43,8 @@ impl QuarantineStatus {
         self == QuarantineStatus::Held
     }
 
-    /// Only what is still held can be let go; what was replayed was applied.
+    /// A held event can be let go (discarding a discarded one again changes nothing); what was
+    /// replayed was applied, and stays replayed.
     pub fn can_discard(self) -> bool {
         self != QuarantineStatus::Replayed
     }

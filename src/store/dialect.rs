@@ -1,6 +1,6 @@
-//! The few spellings that differ between the backends, so that the statements of
-//! `subscriptions.rs` and `deliveries.rs` are written once. Statements over many rows take them
-//! as one JSON array parameter.
+//! The few spellings that differ between the backends, so that the statements of the store's
+//! table modules (the queue, the outbox, retention, quarantine, subscriptions, reads) are
+//! written once. Statements over many rows take them as one JSON array parameter.
 
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Dialect {

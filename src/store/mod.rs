@@ -1,10 +1,11 @@
 //! The one seam between the service and its database. Handlers call these methods and never
-//! see SQL. Each backend (`sqlite.rs`, `postgres.rs`) keeps its connections to itself and
+//! see SQL. Each backend (`sqlite/`, `postgres/`) keeps its connections to itself and
 //! offers the same few operations: a reading connection, a write transaction begun its own way
 //! for what it is about to write ([`Write`]), and a batch writer for webhooks. The statements
 //! above them are written once (sqlx runtime queries with `$n` parameters, which SQLite
 //! understands too) and compiled for each driver by [`with_backend!`]. What a batch writes is
-//! decided by the domain (`domain::plan`); the store only locks, loads and saves.
+//! decided by the domain (`domain::plan`); the store loads, saves guarded by what it read, and
+//! takes rows in one order where it must take several.
 
 /// Runs `body` with `$db` bound to the store's backend; the body is compiled once per driver,
 /// so it may only use what both backends offer: `reader()`, `begin(Write)`, `dialect()`.
@@ -32,6 +33,7 @@ mod reads;
 mod retention;
 mod rows;
 mod sessions;
+mod settle;
 mod sqlite;
 mod subscriptions;
 
@@ -43,11 +45,12 @@ pub use error::StoreError;
 pub use operator::Patched;
 pub use page::{Page, PageRequest};
 pub use quarantine::{Arrival, QuarantineEntry, Quarantined};
-pub use queue::{Claim, Claimed, Settled, Settlement};
+pub use queue::{Claim, Claimed};
 pub use reads::{Activity, Counting, EventFilter, ShipmentFilter, StatusReport, TableStats};
 pub use retention::{Pass, Removed};
 pub use rows::EventRecord;
 pub use sessions::ConsoleSession;
+pub use settle::{Settled, Settlement};
 
 use crate::domain::{Applied, Delivery};
 use dialect::Dialect;

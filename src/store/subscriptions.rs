@@ -143,7 +143,7 @@ impl Store {
              WHERE id = $1 RETURNING {SUBSCRIPTION_COLUMNS}"
         );
         let deactivation = patch.deactivation();
-        let fail_waiting = super::queue::fail_waiting_sql(self.dialect(), true);
+        let fail_waiting = super::settle::fail_waiting_sql(self.dialect(), true);
         let now = super::now();
         let row: Option<SubscriptionRow> = with_backend!(self, |db| {
             let mut tx = db.begin(Write::Plain).await?;

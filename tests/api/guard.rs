@@ -1,5 +1,5 @@
 //! Every write of a shipment is guarded by the revision its writer read: a change made between
-//! a writer's read and its write (by a writer that did not take the order's lock) makes the
+//! a writer's read and its write (by another writer, or retention marking the order) makes the
 //! write fail and start again from what is now stored, never overwrite it.
 
 use std::time::{Duration, Instant};
