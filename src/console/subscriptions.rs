@@ -145,12 +145,11 @@ pub async fn create(
     }
     // The same checks as the API's: the body, then where deliveries may go.
     let new = NewSubscription::parse(&body).and_then(|new| {
-        state.egress.check_url(&new.url).map(|()| new).map_err(|_| {
-            vec![FieldError {
-                field: "url".into(),
-                message: "must not be a private, loopback, link-local or reserved address",
-            }]
-        })
+        state
+            .egress
+            .check_subscription_url(&new.url)
+            .map(|()| new)
+            .map_err(|error| vec![error])
     });
     let new = match new {
         Ok(new) => new,

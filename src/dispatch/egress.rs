@@ -84,6 +84,16 @@ impl Egress {
         allowed || !addresses.any(|ip| REFUSED.iter().any(|net| net.contains(ip)))
     }
 
+    /// The check of a subscription's URL when it is given (API and console alike): one whose
+    /// host is an address deliveries may not reach is refused now, not at the first delivery.
+    pub fn check_subscription_url(&self, url: &str) -> Result<(), crate::domain::FieldError> {
+        self.check_url(url).map_err(|_| crate::domain::FieldError {
+            field: "url".into(),
+            message: "must not be a private, loopback, link-local or reserved address \
+                      (DELIVERY_ALLOW_NETS lets named networks through)",
+        })
+    }
+
     /// The check of a URL whose host is an IP literal (a name is checked as it resolves).
     pub fn check_url(&self, url: &str) -> Result<(), AddressNotAllowed> {
         // The parser writes every IPv4 form (`2130706433`, `0x7f.1`) as dotted decimals.

@@ -146,14 +146,13 @@ pub async fn recover(
 /// A URL whose host is an address deliveries may not reach is refused now, not at the first
 /// delivery. (A name is checked each time it is resolved.)
 fn reachable(state: &AppState, what: &'static str, url: &str) -> Result<(), ApiError> {
-    state.egress.check_url(url).map_err(|_| ApiError::Invalid {
-        what,
-        errors: vec![FieldError {
-            field: "url".into(),
-            message: "must not be a private, loopback, link-local or reserved address \
-                      (DELIVERY_ALLOW_NETS lets named networks through)",
-        }],
-    })
+    state
+        .egress
+        .check_subscription_url(url)
+        .map_err(|error| ApiError::Invalid {
+            what,
+            errors: vec![error],
+        })
 }
 
 fn since(body: &serde_json::Value) -> Result<DateTime<Utc>, ApiError> {

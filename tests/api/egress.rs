@@ -170,10 +170,10 @@ async fn a_slow_subscriber_holds_at_most_its_share_of_attempts(backend: Backend)
     })
     .await;
 
-    assert_eq!(
-        slow.most_in_flight(),
-        8,
-        "the slow one had its share, no more"
+    let most = slow.most_in_flight();
+    assert!(
+        (1..=8).contains(&most),
+        "the slow one had at most its share: {most}"
     );
     assert_eq!(fast.received().len(), SHIPMENTS);
 }
