@@ -10,6 +10,7 @@ use uuid::Uuid;
 use super::layout::{maybe_time, next_page, page, redirect, respond, table, time, Notice, Section};
 use super::session::{signed_in, Checked, NoFields, SignedIn};
 use super::shipments::cursor;
+use crate::domain::quarantine::ShownBody;
 use crate::domain::QuarantineStatus;
 use crate::intake;
 use crate::problem::ApiError;
@@ -107,16 +108,9 @@ fn detail(
     notice: Option<Notice>,
     outcome: Option<maud::Markup>,
 ) -> maud::Markup {
-    let body = entry.body.as_deref().unwrap_or_default();
-    let (text, encoding) = match std::str::from_utf8(body) {
-        Ok(text) => (text.to_owned(), "as received"),
-        Err(_) => {
-            use base64::Engine;
-            (
-                base64::engine::general_purpose::STANDARD.encode(body),
-                "base64: not UTF-8",
-            )
-        }
+    let (text, encoding) = match ShownBody::of(entry.body.clone().unwrap_or_default()) {
+        ShownBody::Text(text) => (text, "as received"),
+        ShownBody::Base64(encoded) => (encoded, "base64: not UTF-8"),
     };
     let problem = serde_json::to_string_pretty(&entry.problem).unwrap_or_default();
     let content = html! {

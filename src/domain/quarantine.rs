@@ -70,6 +70,26 @@ pub fn entry_key(body: &[u8], webhook_id: Option<&str>) -> String {
     hex::encode(digest.finalize())
 }
 
+/// A body as it is shown to people (the API, the console): as text when it is UTF-8, else its
+/// bytes in base64.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShownBody {
+    Text(String),
+    Base64(String),
+}
+
+impl ShownBody {
+    pub fn of(bytes: Vec<u8>) -> ShownBody {
+        use base64::Engine;
+        match String::from_utf8(bytes) {
+            Ok(text) => ShownBody::Text(text),
+            Err(error) => ShownBody::Base64(
+                base64::engine::general_purpose::STANDARD.encode(error.into_bytes()),
+            ),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,6 +103,15 @@ mod tests {
         for status in QuarantineStatus::ALL {
             assert_eq!(QuarantineStatus::parse(status.as_str()), Some(status));
         }
+    }
+
+    #[test]
+    fn a_body_shows_as_text_when_it_is_utf8_else_as_base64() {
+        assert_eq!(ShownBody::of(b"{}".to_vec()), ShownBody::Text("{}".into()));
+        assert_eq!(
+            ShownBody::of(vec![0xff, 0x00]),
+            ShownBody::Base64("/wA=".into())
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 
 use super::auth::Authorized;
-use super::{not_found, page_request, path_id, Listing};
+use super::{by_id, not_found, page_request, path_id, Listing};
 use crate::domain::DeliveryStatus;
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -52,12 +52,7 @@ pub async fn get(
     id: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = path_id(&id, "delivery")?;
-    let delivery = state
-        .store
-        .delivery(id)
-        .await?
-        .ok_or_else(|| not_found("delivery", id))?;
+    let delivery = by_id(&id, "delivery", |id| state.store.delivery(id)).await?;
     Ok(HttpResponse::Ok().json(delivery))
 }
 

@@ -147,6 +147,20 @@ fn json_body(request: &HttpRequest, body: &web::Bytes) -> Result<serde_json::Val
 }
 
 /// An id in a path: anything but a UUID names nothing here (404, not 400).
+/// The `what` whose id is in the path, as `load` finds it: 404 when the id is not a UUID or
+/// nothing has it.
+async fn by_id<T, Fut>(
+    id: &str,
+    what: &'static str,
+    load: impl FnOnce(Uuid) -> Fut,
+) -> Result<T, ApiError>
+where
+    Fut: std::future::Future<Output = Result<Option<T>, crate::store::StoreError>>,
+{
+    let id = path_id(id, what)?;
+    load(id).await?.ok_or_else(|| not_found(what, id))
+}
+
 fn path_id(id: &str, what: &'static str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(id).map_err(|_| not_found(what, id))
 }

@@ -4,12 +4,11 @@
 //! however often it is replayed.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use base64::engine::general_purpose::STANDARD as BASE64;
-use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use super::auth::Authorized;
 use super::{json_body, page_request, path_id, Listing};
+use crate::domain::quarantine::ShownBody;
 use crate::domain::{FieldError, QuarantineStatus};
 use crate::intake::{self, Receipt};
 use crate::problem::ApiError;
@@ -36,10 +35,9 @@ pub struct Detail {
 
 impl From<QuarantineEntry> for Detail {
     fn from(mut entry: QuarantineEntry) -> Detail {
-        let bytes = entry.body.take().unwrap_or_default();
-        let (body, body_encoding) = match String::from_utf8(bytes) {
-            Ok(text) => (text, "utf-8"),
-            Err(error) => (BASE64.encode(error.into_bytes()), "base64"),
+        let (body, body_encoding) = match ShownBody::of(entry.body.take().unwrap_or_default()) {
+            ShownBody::Text(text) => (text, "utf-8"),
+            ShownBody::Base64(encoded) => (encoded, "base64"),
         };
         Detail {
             entry,

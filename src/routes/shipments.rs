@@ -5,7 +5,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use super::auth::Authorized;
-use super::{json_body, not_found, page_request, path_id, text_filter, Listing};
+use super::{by_id, json_body, not_found, page_request, path_id, text_filter, Listing};
 use crate::domain::{Shipment, ShipmentPatch, ShipmentStatus};
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -58,12 +58,7 @@ pub async fn get(
     id: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = path_id(&id, "shipment")?;
-    let shipment = state
-        .store
-        .shipment(id)
-        .await?
-        .ok_or_else(|| not_found("shipment", id))?;
+    let shipment = by_id(&id, "shipment", |id| state.store.shipment(id)).await?;
     Ok(with_etag(&shipment))
 }
 

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::auth::Authorized;
-use super::{json_body, not_found, page_request, path_id, Listing};
+use super::{by_id, json_body, not_found, page_request, path_id, Listing};
 use crate::domain::subscription::{new_secret, without_userinfo};
 use crate::domain::{FieldError, NewSubscription, Subscription, SubscriptionPatch};
 use crate::problem::ApiError;
@@ -63,12 +63,7 @@ pub async fn get(
     id: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = path_id(&id, "subscription")?;
-    let subscription = state
-        .store
-        .subscription(id)
-        .await?
-        .ok_or_else(|| not_found("subscription", id))?;
+    let subscription = by_id(&id, "subscription", |id| state.store.subscription(id)).await?;
     Ok(HttpResponse::Ok().json(subscription))
 }
 
@@ -77,12 +72,10 @@ pub async fn secret(
     id: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = path_id(&id, "subscription")?;
-    let secret = state
-        .store
-        .subscription_secret(id)
-        .await?
-        .ok_or_else(|| not_found("subscription", id))?;
+    let secret = by_id(&id, "subscription", |id| {
+        state.store.subscription_secret(id)
+    })
+    .await?;
     Ok(HttpResponse::Ok().json(json!({ "secret": secret })))
 }
 
@@ -127,13 +120,9 @@ pub async fn recover(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = path_id(&id, "subscription")?;
     let since = since(&json_body(&request, &body)?)?;
-    let subscription = state
-        .store
-        .subscription(id)
-        .await?
-        .ok_or_else(|| not_found("subscription", id))?;
+    let subscription = by_id(&id, "subscription", |id| state.store.subscription(id)).await?;
+    let id = subscription.id;
     if !subscription.active {
         return Err(ApiError::Conflict(
             "the subscription is inactive: activate it (PATCH {\"active\": true}) first".into(),

@@ -212,23 +212,23 @@ pub fn test_env(db: &TestDb) -> HashMap<String, String> {
 }
 
 /// Runs a subcommand of the real binary (`status`, `prune`, ...) against `db`, with exactly
-/// `env` (no secret unless given), off the test's runtime.
+/// `env` (no secret unless given); killed, failing the test, if it runs past two minutes.
 pub async fn run_command(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
-    let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
-    let env: Vec<(String, String)> = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_shipping-service"))
-            .args(args)
-            .env_clear()
-            .envs(env)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap()
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_shipping-service"))
+        .args(args)
+        .env_clear()
+        .envs(env.iter().copied())
+        .kill_on_drop(true)
+        .output();
+    tokio::time::timeout(std::time::Duration::from_secs(120), run)
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "`shipping-service {}` did not end in two minutes",
+                args.join(" ")
+            )
+        })
+        .unwrap()
 }
 
 /// Waits until `done` answers `true`, asking every 50 ms, failing after `seconds`.
