@@ -103,6 +103,11 @@ pub async fn page_(
             }
         }
         (chart("Events by outcome", &events))
+        p class="note" {
+            "An event delivered again under an id already recorded is answered duplicate without \
+             a new record, so it is not in this chart; /metrics counts every answer \
+             (webhook_events_total)."
+        }
         (chart("Delivery attempts by result", &attempts))
         h2 { "Tables" }
         (table(

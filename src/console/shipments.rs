@@ -207,8 +207,12 @@ pub async fn show(
 /// The form of one move, sent with the revision the page shows.
 fn move_form(csrf: &str, id: Uuid, revision: i64, to: ShipmentStatus) -> Markup {
     let shipping = to == ShipmentStatus::Shipped;
+    // Cancelling cannot be undone: asked first, as deleting and discarding are.
+    let confirm = (to == ShipmentStatus::Cancelled)
+        .then_some("Cancel this shipment? A cancelled shipment cannot move again.");
     html! {
-        form method="post" action={ "/console/shipments/" (id) "/move" } class="row" {
+        form method="post" action={ "/console/shipments/" (id) "/move" } class="row"
+             data-confirm=[confirm] {
             input type="hidden" name="csrf" value=(csrf);
             input type="hidden" name="revision" value=(revision);
             input type="hidden" name="status" value=(to.as_str());

@@ -54,7 +54,11 @@ async fn listing(state: &AppState, csrf: &str, errors: &[FieldError]) -> Result<
         .map(|s| {
             let types: Vec<&str> = s.event_types.iter().map(|t| t.as_str()).collect();
             vec![
-                html! { code { (without_userinfo(&s.url)) } },
+                html! {
+                    code { (without_userinfo(&s.url)) }
+                    @if let Some(description) = &s.description { br; (description) }
+                    br; small { "id " code { (s.id) } }
+                },
                 html! { (types.join(", ")) },
                 html! {
                     @if s.active { "active" } @else {

@@ -179,6 +179,18 @@ async fn every_console_form_without_its_token_is_refused_and_changes_nothing(bac
         200
     );
     assert_eq!(app.shipment_of("ORD-CSRF").await["status"], "pending");
+    let text = |path: String| {
+        let cookie = cookie.clone();
+        let address = app.address.clone();
+        async move { page(&address, &path, &cookie).await.text().await.unwrap() }
+    };
+    let shipment_page = text(format!("/console/shipments/{shipment}")).await;
+    assert!(shipment_page.contains("data-confirm=\"Cancel this shipment?"));
+    let subscriptions_page = text("/console/subscriptions".into()).await;
+    assert!(
+        subscriptions_page.contains(&subscription),
+        "each subscription shows its id"
+    );
     let subscription = app
         .get_json(&format!("/subscriptions/{subscription}"))
         .await;
