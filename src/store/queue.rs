@@ -16,6 +16,10 @@ use crate::domain::subscription::without_userinfo;
 /// Outbound events one fan-out takes at most.
 const FAN_OUT_EVENTS: i64 = 500;
 
+/// The oldest outbound events not fanned out, up to `$1`.
+const NOT_FANNED_OUT: &str =
+    "SELECT seq FROM outbox_events WHERE NOT fanned_out ORDER BY seq LIMIT $1";
+
 /// A delivery the dispatcher holds a lease on, with all it needs to attempt it. `Debug` shows
 /// neither the secret nor the URL's user-info.
 #[derive(Clone, sqlx::FromRow)]
@@ -74,23 +78,19 @@ impl Store {
             // A read first: almost always there is nothing, and then nothing is written.
             let waiting: Vec<i64> = {
                 let mut conn = db.reader().await?;
-                sqlx::query_scalar(
-                    "SELECT seq FROM outbox_events WHERE NOT fanned_out ORDER BY seq LIMIT $1",
-                )
-                .bind(FAN_OUT_EVENTS)
-                .fetch_all(&mut *conn)
-                .await?
+                sqlx::query_scalar(NOT_FANNED_OUT)
+                    .bind(FAN_OUT_EVENTS)
+                    .fetch_all(&mut *conn)
+                    .await?
             };
             if waiting.is_empty() {
                 return Ok(false);
             }
             let mut tx = db.begin(Write::FanOut).await?;
-            let seqs: Vec<i64> = sqlx::query_scalar(
-                "SELECT seq FROM outbox_events WHERE NOT fanned_out ORDER BY seq LIMIT $1",
-            )
-            .bind(FAN_OUT_EVENTS)
-            .fetch_all(tx.conn())
-            .await?;
+            let seqs: Vec<i64> = sqlx::query_scalar(NOT_FANNED_OUT)
+                .bind(FAN_OUT_EVENTS)
+                .fetch_all(tx.conn())
+                .await?;
             if !seqs.is_empty() {
                 sqlx::query(&deliver)
                     .bind(json_text(&seqs))

@@ -60,17 +60,19 @@ async fn wrong_tokens_from_one_address_are_slowed_and_no_token_stays_401(backend
     );
 }
 
+/// Signs in with `token`; the session's cookie, which opens the Overview.
+async fn open_session(address: &str, token: &str) -> String {
+    let signed_in = sign_in_over_http(address, token, "http").await;
+    let (cookie, _) = set_cookie(&signed_in, "console_session");
+    let overview = page(address, "/console/overview", &cookie).await;
+    assert_eq!(overview.status(), 200);
+    cookie
+}
+
 async fn a_console_session_ends_when_its_token_leaves_api_tokens(backend: Backend) {
     let both = format!("{TOKEN},second-token");
     let app = spawn_app_with(backend, &[("API_TOKENS", &both)]).await;
-    let signed_in = sign_in_over_http(&app.address, "second-token", "http").await;
-    let (cookie, _) = set_cookie(&signed_in, "console_session");
-    assert_eq!(
-        page(&app.address, "/console/overview", &cookie)
-            .await
-            .status(),
-        200
-    );
+    let cookie = open_session(&app.address, "second-token").await;
 
     // The same database, served with the second token gone from API_TOKENS.
     let without_it = start_instance(&app.db, &[("API_TOKENS", TOKEN)]).await;
@@ -89,14 +91,7 @@ async fn a_console_session_ends_when_its_token_leaves_api_tokens(backend: Backen
 
 async fn an_unused_console_session_ends_after_the_idle_timeout(backend: Backend) {
     let app = spawn_app_with(backend, &[("CONSOLE_IDLE_TIMEOUT", "1s")]).await;
-    let signed_in = sign_in_over_http(&app.address, TOKEN, "http").await;
-    let (cookie, _) = set_cookie(&signed_in, "console_session");
-    assert_eq!(
-        page(&app.address, "/console/overview", &cookie)
-            .await
-            .status(),
-        200
-    );
+    let cookie = open_session(&app.address, TOKEN).await;
 
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
