@@ -1,12 +1,14 @@
-//! The one path from authentic bytes to an applied event, for the webhook and for a replay from
-//! quarantine: JSON (400), the event (422), then the transaction; and the replay itself, which
-//! runs that path on a quarantined body as it came or on an operator's correction.
+//! The one path from authentic bytes to an applied event, for every webhook endpoint and for a
+//! replay from quarantine: JSON (400), the event (422; a shop platform's call mapped into one
+//! first), then the transaction; and the replay itself, which runs that path on a quarantined
+//! body as it came or on an operator's correction.
 
 use actix_web::http::StatusCode;
 use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::domain::platform::{self, Call, Mapped};
 use crate::domain::{Applied, Delivery, FieldError, Outcome, QuarantineStatus};
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -19,6 +21,9 @@ pub struct Receipt {
     pub event_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shipment_id: Option<Uuid>,
+    /// Why a shop platform's call was ignored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl Receipt {
@@ -33,15 +38,53 @@ impl Receipt {
     }
 }
 
-/// Applies authentic bytes; `webhook_id` is the signed Standard Webhooks id they came with.
+/// Where authentic bytes came from: what turning them into an event reads besides them.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// `/webhooks/order_events`, with the signed Standard Webhooks id when there was one.
+    OrderEvents { webhook_id: Option<String> },
+    /// A shop platform's endpoint, with what its headers said.
+    Platform(Call),
+}
+
+impl Source {
+    /// How its signature was made: `hex`, `standard`, or the platform.
+    pub fn scheme(&self) -> &'static str {
+        match self {
+            Source::OrderEvents { webhook_id: None } => "hex",
+            Source::OrderEvents {
+                webhook_id: Some(_),
+            } => "standard",
+            Source::Platform(call) => call.platform.as_str(),
+        }
+    }
+}
+
+/// Applies authentic bytes from `source`.
 pub async fn apply_event(
     state: &AppState,
+    source: &Source,
     body: &[u8],
-    webhook_id: Option<&str>,
 ) -> Result<Receipt, ApiError> {
     let json: Value =
         serde_json::from_slice(body).map_err(|error| ApiError::NotJson(error.to_string()))?;
-    let delivery = Delivery::parse(&json, body, webhook_id).map_err(ApiError::invalid("event"))?;
+    let delivery = match source {
+        Source::OrderEvents { webhook_id } => Delivery::parse(&json, body, webhook_id.as_deref()),
+        Source::Platform(call) => match platform::map(call, &json, body) {
+            Ok(Mapped::Event(delivery)) => Ok(delivery),
+            Ok(Mapped::Ignored { event_id, reason }) => {
+                tracing::debug!(%event_id, %reason, "platform call ignored");
+                return Ok(Receipt {
+                    status: Outcome::Ignored,
+                    event_id,
+                    shipment_id: None,
+                    reason: Some(reason),
+                });
+            }
+            Err(errors) => Err(errors),
+        },
+    }
+    .map_err(ApiError::invalid("event"))?;
     let event_id = delivery.event_id.clone();
     let Applied {
         outcome,
@@ -54,6 +97,7 @@ pub async fn apply_event(
         status: outcome,
         event_id,
         shipment_id,
+        reason: None,
     })
 }
 
@@ -102,7 +146,7 @@ pub async fn replay(
     else {
         return Err(refused(&quarantined(state, id).await?));
     };
-    let applied = apply_event(state, &event, entry.webhook_id.as_deref()).await;
+    let applied = apply_event(state, &source_of(&entry)?, &event).await;
     let ended = match &applied {
         Ok(receipt) => {
             state
@@ -118,6 +162,20 @@ pub async fn replay(
     }
     tracing::info!(quarantine_id = %id, event_id = %receipt.event_id, outcome = receipt.status.as_str(), "quarantined event replayed");
     Ok((receipt, quarantined(state, id).await?))
+}
+
+/// The endpoint a quarantined event came through, as it was then.
+fn source_of(entry: &QuarantineEntry) -> Result<Source, ApiError> {
+    match &entry.platform_headers {
+        Some(headers) => serde_json::from_value(headers.clone())
+            .map(Source::Platform)
+            .map_err(|error| {
+                ApiError::Internal(anyhow::anyhow!("a quarantined call's headers: {error}"))
+            }),
+        None => Ok(Source::OrderEvents {
+            webhook_id: entry.webhook_id.clone(),
+        }),
+    }
 }
 
 /// A quarantined event, with its body.

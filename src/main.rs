@@ -37,7 +37,7 @@ enum Command {
     #[command(after_help = config::help(config::DATABASE_ONLY))]
     Migrate,
     /// Sign a JSON event and POST it, retrying with exponential backoff until acknowledged.
-    Send(SendArgs),
+    Send(Box<SendArgs>),
     /// Print counts from the database DATABASE_URL names: shipments by status, events of the
     /// last hour by outcome, pending and failed deliveries, each table's rows and oldest record.
     #[command(after_help = config::help(config::DATABASE_ONLY))]
@@ -72,7 +72,7 @@ async fn main() -> ExitCode {
     let command = cli.command.unwrap_or(Command::Serve);
     if let Command::Send(args) = command {
         // The sender needs a secret, not the service's configuration.
-        return report(send::run(args).await);
+        return report(send::run(*args).await);
     }
     let env = Env::process();
     let configured = match command {

@@ -2,7 +2,8 @@
 //!
 //! Two schemes: the seed's hex scheme (`sha256=<hex HMAC>` in a configurable header, the
 //! same format GitHub uses) and Standard Webhooks (`webhook-*` headers, or Svix's `svix-*`),
-//! which signs `{id}.{timestamp}.{body}` and so also protects against replays. This module is
+//! which signs `{id}.{timestamp}.{body}` and so also protects against replays; and the shop
+//! platforms' scheme (a base64 HMAC of the body in the platform's header). This module is
 //! pure: headers and the clock come in as plain values, so every case is a unit test.
 
 use std::fmt;
@@ -12,6 +13,8 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subtle::{Choice, ConstantTimeEq};
+
+use crate::domain::platform::Platform;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -187,6 +190,40 @@ impl Verifier {
             Err(SignatureError::Mismatch)
         }
     }
+}
+
+/// A shop platform's scheme: the base64 HMAC-SHA256 of the raw body in the platform's header,
+/// keyed by a secret as written (Shopify's app secret or webhook signing key, WooCommerce's
+/// webhook secret).
+#[derive(Debug, Clone)]
+pub struct PlatformVerifier {
+    pub platform: Platform,
+    pub secrets: Vec<Secret>,
+}
+
+impl PlatformVerifier {
+    pub fn verify(&self, body: &[u8], headers: &[(&str, &[u8])]) -> Result<(), SignatureError> {
+        let value =
+            single(headers, self.platform.signature_header())?.ok_or(SignatureError::Missing)?;
+        let given = BASE64
+            .decode(value.trim())
+            .map_err(|_| SignatureError::Malformed("expected a base64 HMAC-SHA256"))?;
+        let matched = self
+            .secrets
+            .iter()
+            .map(|secret| mac(&secret.as_written, &[body]).ct_eq(&given))
+            .fold(Choice::from(0), |any, this| any | this);
+        if bool::from(matched) {
+            Ok(())
+        } else {
+            Err(SignatureError::Mismatch)
+        }
+    }
+}
+
+/// A shop platform's header value for `body`, as the platform computes it.
+pub fn sign_platform(secret: &Secret, body: &[u8]) -> String {
+    BASE64.encode(mac(&secret.as_written, &[body]))
 }
 
 /// The hex scheme's header value for `body`, as a sender computes it.
@@ -393,6 +430,40 @@ mod tests {
         assert!(verifier
             .verify(A_BODY, &standard(A_ID, "1614265330", A_SIG), A_TS)
             .is_ok());
+    }
+
+    #[test]
+    fn the_platforms_base64_scheme_verifies_with_any_secret_as_written() {
+        // Computed with Python's hmac and base64 modules.
+        let body = br#"{"id":820982911946154508}"#;
+        let signature = "qBvrsZF7RfB1iS6BX6IHqJTp5L911P7intnPeTPsH0I=";
+        for platform in Platform::ALL {
+            let verifier = PlatformVerifier {
+                platform,
+                secrets: ["old", "hush"].map(|s| Secret::parse(s).unwrap()).to_vec(),
+            };
+            let header = platform.signature_header();
+            assert_eq!(
+                verifier.verify(body, &[(header, signature.as_bytes())]),
+                Ok(())
+            );
+            assert_eq!(sign_platform(&verifier.secrets[1], body), signature);
+            assert_eq!(
+                verifier.verify(b"{\"id\":1}", &[(header, signature.as_bytes())]),
+                Err(SignatureError::Mismatch)
+            );
+            assert_eq!(verifier.verify(body, &[]), Err(SignatureError::Missing));
+            assert!(matches!(
+                verifier.verify(body, &[(header, b"not base64!")]),
+                Err(SignatureError::Malformed(_))
+            ));
+            // Another platform's header is no signature here.
+            let other = Platform::ALL.into_iter().find(|p| *p != platform).unwrap();
+            assert_eq!(
+                verifier.verify(body, &[(other.signature_header(), signature.as_bytes())]),
+                Err(SignatureError::Missing)
+            );
+        }
     }
 
     #[test]

@@ -78,9 +78,14 @@ impl App {
             .retention
             .keep()
             .map(|_| tokio::spawn(prune::run(store.clone(), config.retention, metrics.clone())));
+        for platform in &config.platforms {
+            let name = platform.platform.as_str();
+            tracing::info!(path = %format!("/webhooks/{name}"), "orders from {name} are received");
+        }
         let state = web::Data::new(AppState {
             store: store.clone(),
             verifier: config.verifier,
+            platforms: config.platforms,
             api_tokens: config.api_tokens,
             auth_throttle: crate::throttle::AuthThrottle::new(config.auth_failure_limit),
             console_idle_timeout: config.console_idle_timeout,

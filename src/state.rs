@@ -5,13 +5,15 @@ use crate::config::{ApiTokens, InvalidEvents};
 use crate::dispatch::egress::Egress;
 use crate::metrics::Metrics;
 use crate::problem::ApiError;
-use crate::signature::Verifier;
+use crate::signature::{PlatformVerifier, Verifier};
 use crate::store::Store;
 use crate::throttle::AuthThrottle;
 
 pub struct AppState {
     pub store: Store,
     pub verifier: Verifier,
+    /// The shop platforms whose endpoints are on.
+    pub platforms: Vec<PlatformVerifier>,
     pub api_tokens: ApiTokens,
     /// Slows the guessing of tokens, per peer address.
     pub auth_throttle: AuthThrottle,

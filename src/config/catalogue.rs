@@ -55,6 +55,16 @@ pub const WEBHOOK_SECRETS: Variable = Variable {
     meaning: "accepted signing secrets, comma separated, newest first",
     fallback: Fallback::Required,
 };
+pub const SHOPIFY_WEBHOOK_SECRETS: Variable = Variable {
+    name: "SHOPIFY_WEBHOOK_SECRETS",
+    meaning: "the Shopify app's client secrets (or shop webhook signing keys), comma separated",
+    fallback: Fallback::Described("unset: `POST /webhooks/shopify` answers 404"),
+};
+pub const WOOCOMMERCE_WEBHOOK_SECRETS: Variable = Variable {
+    name: "WOOCOMMERCE_WEBHOOK_SECRETS",
+    meaning: "the WooCommerce webhooks' secrets, comma separated",
+    fallback: Fallback::Described("unset: `POST /webhooks/woocommerce` answers 404"),
+};
 pub const WEBHOOK_SIGNATURE_HEADER: Variable = Variable {
     name: "WEBHOOK_SIGNATURE_HEADER",
     meaning: "header of the hex scheme",
@@ -178,6 +188,8 @@ pub const SERVE: &[&Variable] = &[
     &WEBHOOK_SECRETS,
     &WEBHOOK_SIGNATURE_HEADER,
     &WEBHOOK_TOLERANCE_SECS,
+    &SHOPIFY_WEBHOOK_SECRETS,
+    &WOOCOMMERCE_WEBHOOK_SECRETS,
     &API_TOKENS,
     &MAX_BODY_BYTES,
     &REQUEST_TIMEOUT_SECS,

@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use subtle::ConstantTimeEq;
 
+use crate::domain::platform::Platform;
 use crate::domain::Retention;
-use crate::signature::{Secret, Verifier};
+use crate::signature::{PlatformVerifier, Secret, Verifier};
 
 mod catalogue;
 mod values;
@@ -23,6 +24,8 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub listen_addr: SocketAddr,
     pub verifier: Verifier,
+    /// The shop platforms whose secrets are set; the others' endpoints answer 404.
+    pub platforms: Vec<PlatformVerifier>,
     pub api_tokens: ApiTokens,
     /// Wrong tokens a minute from one address before its requests with a token get 429;
     /// `None`: never.
@@ -327,6 +330,21 @@ impl Config {
                 .map_err(|_| "is not a valid header name".into())
         })?;
         let tolerance_secs = env.required(&WEBHOOK_TOLERANCE_SECS, at_least(0))?;
+        let mut platforms = Vec::new();
+        for (platform, variable) in [
+            (Platform::Shopify, &SHOPIFY_WEBHOOK_SECRETS),
+            (Platform::WooCommerce, &WOOCOMMERCE_WEBHOOK_SECRETS),
+        ] {
+            let secrets = env
+                .list(variable)
+                .iter()
+                .map(|text| Secret::parse(text))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|reason| invalid(variable, reason))?;
+            if !secrets.is_empty() {
+                platforms.push(PlatformVerifier { platform, secrets });
+            }
+        }
 
         let api_tokens = env.list(&API_TOKENS);
         if api_tokens.is_empty() {
@@ -366,6 +384,7 @@ impl Config {
                 hex_header,
                 tolerance_secs,
             },
+            platforms,
             api_tokens: ApiTokens(api_tokens),
             auth_failure_limit: env.required(&AUTH_FAILURE_LIMIT, |text| match text {
                 "off" => Ok(None),

@@ -122,6 +122,9 @@ fn detail(
             dt { "First received" } dd { (time(entry.first_received_at)) }
             dt { "Last received" } dd { (time(entry.last_received_at)) }
             dt { "Signed" } dd { (entry.scheme) @if let Some(id) = &entry.webhook_id { ", webhook-id " code { (id) } } }
+            @if let Some(headers) = &entry.platform_headers {
+                dt { "Platform headers" } dd { code { (headers) } }
+            }
             @if let Some(event_id) = &entry.event_id { dt { "Applied as" } dd { code { (event_id) } } }
             dt { "Decided" } dd { (maybe_time(entry.resolved_at)) }
         }

@@ -9,6 +9,7 @@ pub mod fold;
 pub mod operator;
 pub mod order_event;
 pub mod plan;
+pub mod platform;
 pub mod quarantine;
 pub mod retention;
 pub mod shipment;

@@ -284,10 +284,12 @@ fn address(fields: &mut Fields, value: Option<&Value>) -> Option<Address> {
     let street = fields.text(address.get("street"), "data.shipping_address.street");
     let city = fields.text(address.get("city"), "data.shipping_address.city");
     let zip = fields.text(address.get("zip"), "data.shipping_address.zip");
+    let country = fields.optional_text(address.get("country"), "data.shipping_address.country");
     Some(Address {
         street: street?,
         city: city?,
         zip: zip?,
+        country,
     })
 }
 

@@ -15,6 +15,9 @@ pub struct Address {
     pub street: String,
     pub city: String,
     pub zip: String,
+    /// ISO 3166-1 alpha-2 code, when the sender gives one (the shop platforms do).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
 }
 
 /// What an order says about its shipment: who, what, where. Carried by `order.created` and
@@ -40,6 +43,7 @@ impl OrderState {
                 street: "1 Road".into(),
                 city: "Town".into(),
                 zip: "1".into(),
+                country: None,
             },
         }
     }

@@ -16,6 +16,7 @@ use actix_web::{guard, web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::domain::platform::Platform;
 use crate::problem::ApiError;
 use crate::store::{Cursor, Page, PageRequest};
 
@@ -25,6 +26,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .error_handler(|error, _: &HttpRequest| ApiError::BadQuery(error.to_string()).into()),
     )
     .service(only("POST", "/webhooks/order_events").route(web::post().to(webhooks::receive)))
+    .service(
+        only("POST", "/webhooks/shopify").route(web::post().to(|request, payload, state| {
+            webhooks::receive_from(Platform::Shopify, request, payload, state)
+        })),
+    )
+    .service(only("POST", "/webhooks/woocommerce").route(web::post().to(
+        |request, payload, state| {
+            webhooks::receive_from(Platform::WooCommerce, request, payload, state)
+        },
+    )))
     .service(only("GET, HEAD", "/shipments").route(get().to(shipments::list)))
     .service(
         only("GET, HEAD, PATCH", "/shipments/{id}")

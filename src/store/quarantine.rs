@@ -17,10 +17,12 @@ use crate::domain::QuarantineStatus;
 #[derive(Debug)]
 pub struct Arrival<'a> {
     pub body: &'a [u8],
-    /// `hex` or `standard`: how its signature was made.
+    /// `hex`, `standard` or a shop platform's name: how its signature was made.
     pub scheme: &'static str,
     /// The signed Standard Webhooks id it came with.
     pub webhook_id: Option<&'a str>,
+    /// A shop platform's headers its mapping reads, as JSON.
+    pub platform_headers: Option<&'a str>,
     /// The problem's kind (`malformed-json`, `invalid-event`).
     pub reason: &'static str,
     /// The problem it would have been answered with.
@@ -46,6 +48,7 @@ pub struct QuarantineEntry {
     pub problem: Value,
     pub scheme: String,
     pub webhook_id: Option<String>,
+    pub platform_headers: Option<Value>,
     pub deliveries: i64,
     pub first_received_at: DateTime<Utc>,
     pub last_received_at: DateTime<Utc>,
@@ -65,6 +68,7 @@ struct EntryRow {
     problem: Json<Value>,
     scheme: String,
     webhook_id: Option<String>,
+    platform_headers: Option<String>,
     deliveries: i64,
     first_received_at: DateTime<Utc>,
     last_received_at: DateTime<Utc>,
@@ -86,6 +90,11 @@ impl TryFrom<EntryRow> for QuarantineEntry {
             problem: row.problem.0,
             scheme: row.scheme,
             webhook_id: row.webhook_id,
+            platform_headers: row
+                .platform_headers
+                .map(|headers| serde_json::from_str(&headers))
+                .transpose()
+                .map_err(|error| StoreError::corrupt(format!("platform headers: {error}")))?,
             deliveries: row.deliveries,
             first_received_at: row.first_received_at,
             last_received_at: row.last_received_at,
@@ -98,7 +107,8 @@ impl TryFrom<EntryRow> for QuarantineEntry {
 }
 
 /// Every column but the body (a list never carries bodies, which may be large).
-const ENTRY_COLUMNS: &str = "seq, id, status, reason, problem, scheme, webhook_id, deliveries, \
+const ENTRY_COLUMNS: &str =
+    "seq, id, status, reason, problem, scheme, webhook_id, platform_headers, deliveries, \
      first_received_at, last_received_at, correction, event_id, resolved_at";
 
 impl Store {
@@ -110,12 +120,16 @@ impl Store {
         arrival: &Arrival<'_>,
         limits: QuarantineLimits,
     ) -> Result<Quarantined, StoreError> {
-        let key = entry_key(arrival.body, arrival.webhook_id);
+        // A platform's headers say which event the body is, as a signed id does.
+        let key = entry_key(
+            arrival.body,
+            arrival.platform_headers.or(arrival.webhook_id),
+        );
         let now = super::now();
         let insert = "INSERT INTO quarantine (id, body_key, body, body_bytes, scheme, webhook_id, \
-                                              reason, problem, status, deliveries, \
-                                              first_received_at, last_received_at) \
-                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $10) RETURNING id";
+                                              platform_headers, reason, problem, status, \
+                                              deliveries, first_received_at, last_received_at) \
+                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1, $11, $11) RETURNING id";
         let size = i64::try_from(arrival.body.len()).unwrap_or(i64::MAX);
         Ok(with_backend!(self, |db| {
             let mut tx = db.begin(Write::Quarantine).await?;
@@ -149,6 +163,7 @@ impl Store {
                 .bind(size)
                 .bind(arrival.scheme)
                 .bind(arrival.webhook_id)
+                .bind(arrival.platform_headers)
                 .bind(arrival.reason)
                 .bind(Json(arrival.problem))
                 .bind(QuarantineStatus::Held.as_str())

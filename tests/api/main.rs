@@ -20,6 +20,7 @@ mod openapi;
 mod operators;
 mod outbound;
 mod outbox;
+mod platforms;
 mod quarantine;
 mod retention;
 mod send;

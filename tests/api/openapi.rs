@@ -310,5 +310,10 @@ async fn every_documented_operation_answers_as_documented(backend: Backend) {
         );
     }
     called.insert((webhook.0.to_owned(), webhook.1.to_owned()));
+    // The shop platforms' endpoints, off here.
+    for path in ["/webhooks/shopify", "/webhooks/woocommerce"] {
+        check(&app, &spec, ("POST", path), path, Some(json!({}))).await;
+        called.insert(("POST".to_owned(), path.to_owned()));
+    }
     assert_eq!(called, operations, "every documented operation is called");
 }
