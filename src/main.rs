@@ -4,12 +4,11 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use shipping_service::commands;
 use shipping_service::config::{self, Config, ConfigError, DatabaseConfig, Env, LogFormat};
 use shipping_service::domain::Retention;
-use shipping_service::prune;
 use shipping_service::send::{self, SendArgs};
 use shipping_service::startup::App;
-use shipping_service::store::{Open, Pass, Store};
 use shipping_service::telemetry;
 
 /// Buffers allocated by the HTTP workers are freed by the writer on another thread, a pattern
@@ -89,10 +88,10 @@ async fn main() -> ExitCode {
     let _flush_logs_on_exit = telemetry::init(log_format, std::io::stdout());
     report(match (command, configured) {
         (Command::Serve, Configured::Serve(config)) => serve(*config).await,
-        (Command::Migrate, Configured::Database(database)) => migrate(database).await,
-        (Command::Status, Configured::Database(database)) => status(database).await,
+        (Command::Migrate, Configured::Database(database)) => commands::migrate(database).await,
+        (Command::Status, Configured::Database(database)) => commands::status(database).await,
         (Command::Prune { dry_run }, Configured::Prune(database, retention)) => {
-            prune(database, retention, dry_run).await
+            commands::prune(database, retention, dry_run).await
         }
         _ => unreachable!("each command reads its own configuration"),
     })
@@ -137,77 +136,5 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     // For people, whatever the log format: standard error, beside no log line.
     eprintln!("listening on http://{} ({})", app.address(), app.database());
     app.run_until_stopped().await?;
-    Ok(())
-}
-
-async fn status(database: DatabaseConfig) -> anyhow::Result<()> {
-    let store = Store::connect(&database.url.0, database.max_connections, Open::Existing).await?;
-    let report = store
-        .status(shipping_service::store::Counting::Exact)
-        .await?;
-    store.close().await;
-    println!("database: {}", store.describe());
-    println!("shipments by status:");
-    for (status, count) in &report.shipments {
-        println!("  {status:<12} {count}");
-    }
-    println!("events of the last hour by outcome:");
-    for (outcome, count) in &report.recent_events {
-        println!("  {outcome:<12} {count}");
-    }
-    println!("deliveries:");
-    println!("  {:<12} {}", "pending", report.pending_deliveries);
-    println!("  {:<12} {}", "failed", report.failed_deliveries);
-    println!("subscriptions (active, or why not):");
-    for (state, count) in &report.subscriptions {
-        println!("  {state:<12} {count}");
-    }
-    println!("quarantine:");
-    println!("  {:<12} {}", "held", report.quarantine_held);
-    println!("tables (rows, oldest record):");
-    for table in &report.tables {
-        let oldest = table
-            .oldest
-            .map_or_else(|| "-".to_owned(), |at| at.to_rfc3339());
-        println!("  {:<18} {:>10}  {oldest}", table.table, table.rows);
-    }
-    Ok(())
-}
-
-async fn prune(
-    database: DatabaseConfig,
-    retention: Retention,
-    dry_run: bool,
-) -> anyhow::Result<()> {
-    let store = Store::connect(&database.url.0, database.max_connections, Open::Existing).await?;
-    let pass = if dry_run { Pass::DryRun } else { Pass::Remove };
-    let removed = prune::once(&store, retention, pass).await;
-    store.close().await;
-    let Some(removed) = removed? else {
-        println!("another instance is pruning now; nothing done");
-        return Ok(());
-    };
-    let verb = if dry_run { "would remove" } else { "removed" };
-    println!("{verb} (rows by table):");
-    for (table, rows) in removed.by_table() {
-        println!("  {table:<18} {rows}");
-    }
-    println!(
-        "closed orders whose history goes: {}",
-        removed.closed_orders
-    );
-    Ok(())
-}
-
-async fn migrate(database: DatabaseConfig) -> anyhow::Result<()> {
-    let store = Store::connect(
-        &database.url.0,
-        database.max_connections,
-        Open::CreateIfMissing,
-    )
-    .await?;
-    store.migrate().await?;
-    store.close().await;
-    tracing::info!("migrations applied");
     Ok(())
 }

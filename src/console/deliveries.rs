@@ -8,9 +8,9 @@ use maud::{html, Markup};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::layout::{next_page, page, redirect, respond, table, time, Notice, Section};
+use super::layout::{page, redirect, respond, time, Notice, Section};
+use super::listing::{cursor, Filter, Listing};
 use super::session::{signed_in, Checked, NoFields, SignedIn};
-use super::shipments::cursor;
 use crate::domain::DeliveryStatus;
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -50,21 +50,20 @@ pub async fn list(
             after: None,
         })
         .await?;
+    let listing = Listing {
+        path: "/console/deliveries",
+        filters: vec![Filter::Choice {
+            name: "status",
+            label: "Status",
+            options: DeliveryStatus::ALL.map(DeliveryStatus::as_str).to_vec(),
+            chosen: status.map(DeliveryStatus::as_str),
+        }],
+        columns: COLUMNS,
+        rows: rows(&operator.csrf, &deliveries.items),
+        next: deliveries.next,
+    };
     let body = html! {
-        form method="get" action="/console/deliveries" class="filters" {
-            div {
-                label for="status" { "Status" }
-                select id="status" name="status" {
-                    option value="" { "any" }
-                    @for option in DeliveryStatus::ALL {
-                        option value=(option.as_str()) selected[status == Some(option)] { (option.as_str()) }
-                    }
-                }
-            }
-            div { button type="submit" { "Filter" } }
-        }
-        (rows(&operator.csrf, &deliveries.items))
-        (next_page("/console/deliveries", &[("status", status.map(|s| s.as_str().to_owned()))], deliveries.next))
+        (listing.markup())
         h2 { "Recover a subscription" }
         @if subscriptions.items.is_empty() {
             p class="empty" { "No subscription." }
@@ -102,11 +101,21 @@ pub async fn list(
     ))
 }
 
-/// A table of deliveries, with a Retry button on each failed one.
-pub fn rows(csrf: &str, deliveries: &[DeliveryRecord]) -> Markup {
-    table(
-        &["Delivery", "Type", "Shipment", "Status", "Attempts", "Last error", "Updated", ""],
-        deliveries
+/// The columns of a table of deliveries.
+pub const COLUMNS: &[&str] = &[
+    "Delivery",
+    "Type",
+    "Shipment",
+    "Status",
+    "Attempts",
+    "Last error",
+    "Updated",
+    "",
+];
+
+/// The rows of a table of deliveries, with a Retry button on each failed one.
+pub fn rows(csrf: &str, deliveries: &[DeliveryRecord]) -> Vec<Vec<Markup>> {
+    deliveries
             .iter()
             .map(|d| {
                 vec![
@@ -127,8 +136,7 @@ pub fn rows(csrf: &str, deliveries: &[DeliveryRecord]) -> Markup {
                     },
                 ]
             })
-            .collect(),
-    )
+            .collect()
 }
 
 pub async fn retry(

@@ -5,9 +5,9 @@ use actix_web::{web, HttpResponse};
 use maud::html;
 use serde::Deserialize;
 
-use super::layout::{next_page, page, respond, table, time, Section};
+use super::layout::{page, respond, time, Section};
+use super::listing::{cursor, given, Filter, Listing};
 use super::session::{signed_in, SignedIn};
-use super::shipments::cursor;
 use crate::domain::Outcome;
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -27,12 +27,7 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let operator = signed_in!(signed_in);
     let outcome = query.outcome.as_deref().and_then(Outcome::parse);
-    let order_id = query
-        .order_id
-        .as_deref()
-        .map(str::trim)
-        .filter(|id| !id.is_empty() && !id.contains('\0'))
-        .map(str::to_owned);
+    let order_id = given(&query.order_id);
     let events = state
         .store
         .events(
@@ -70,29 +65,26 @@ pub async fn list(
             ]
         })
         .collect();
-    let body = html! {
-        form method="get" action="/console/events" class="filters" {
-            div {
-                label for="order_id" { "Order id" }
-                input id="order_id" name="order_id" value=(order_id.clone().unwrap_or_default());
-            }
-            div {
-                label for="outcome" { "Outcome" }
-                select id="outcome" name="outcome" {
-                    option value="" { "any" }
-                    @for option in Outcome::ALL {
-                        option value=(option.as_str()) selected[outcome == Some(option)] { (option.as_str()) }
-                    }
-                }
-            }
-            div { button type="submit" { "Filter" } }
-        }
-        (table(&["Event", "Type", "Order", "Version", "Outcome", "Received"], rows))
-        (next_page("/console/events", &[
-            ("order_id", order_id),
-            ("outcome", outcome.map(|o| o.as_str().to_owned())),
-        ], events.next))
-    };
+    let body = Listing {
+        path: "/console/events",
+        filters: vec![
+            Filter::Text {
+                name: "order_id",
+                label: "Order id",
+                value: order_id,
+            },
+            Filter::Choice {
+                name: "outcome",
+                label: "Outcome",
+                options: Outcome::ALL.map(Outcome::as_str).to_vec(),
+                chosen: outcome.map(Outcome::as_str),
+            },
+        ],
+        columns: &["Event", "Type", "Order", "Version", "Outcome", "Received"],
+        rows,
+        next: events.next,
+    }
+    .markup();
     Ok(respond(
         StatusCode::OK,
         page("Events", Section::Events, &operator.csrf, None, body),

@@ -6,8 +6,6 @@ use actix_web::HttpResponse;
 use chrono::{DateTime, Utc};
 use maud::{html, Markup, DOCTYPE};
 
-use crate::store::Cursor;
-
 /// The pages of the navigation, in its order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Section {
@@ -240,19 +238,6 @@ pub fn maybe_time(at: Option<DateTime<Utc>>) -> Markup {
         Some(at) => time(at),
         None => html! { "—" },
     }
-}
-
-/// The link to the next page of a list, keeping its filters.
-pub fn next_page(path: &str, filters: &[(&str, Option<String>)], next: Option<Cursor>) -> Markup {
-    let Some(next) = next else {
-        return html! {};
-    };
-    let mut query: Vec<String> = filters
-        .iter()
-        .filter_map(|(name, value)| Some(format!("{name}={}", encode(value.as_deref()?))))
-        .collect();
-    query.push(format!("cursor={}", next.encode()));
-    html! { p { a href={ (path) "?" (query.join("&")) } rel="next" { "Next page" } } }
 }
 
 /// A value for a URL's query.

@@ -8,6 +8,7 @@ mod charts;
 mod deliveries;
 mod events;
 mod layout;
+mod listing;
 mod overview;
 mod quarantine;
 mod session;

@@ -7,9 +7,9 @@ use maud::html;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::layout::{maybe_time, next_page, page, redirect, respond, table, time, Notice, Section};
+use super::layout::{maybe_time, page, redirect, respond, time, Notice, Section};
+use super::listing::{cursor, Filter, Listing};
 use super::session::{signed_in, Checked, NoFields, SignedIn};
-use super::shipments::cursor;
 use crate::domain::quarantine::ShownBody;
 use crate::domain::QuarantineStatus;
 use crate::intake;
@@ -53,22 +53,19 @@ pub async fn list(
             ]
         })
         .collect();
-    let body = html! {
-        form method="get" action="/console/quarantine" class="filters" {
-            div {
-                label for="status" { "Status" }
-                select id="status" name="status" {
-                    option value="" { "any" }
-                    @for option in QuarantineStatus::ALL {
-                        option value=(option.as_str()) selected[status == Some(option)] { (option.as_str()) }
-                    }
-                }
-            }
-            div { button type="submit" { "Filter" } }
-        }
-        (table(&["Entry", "Reason", "Status", "Deliveries", "Last received"], rows))
-        (next_page("/console/quarantine", &[("status", status.map(|s| s.as_str().to_owned()))], entries.next))
-    };
+    let body = Listing {
+        path: "/console/quarantine",
+        filters: vec![Filter::Choice {
+            name: "status",
+            label: "Status",
+            options: QuarantineStatus::ALL.map(QuarantineStatus::as_str).to_vec(),
+            chosen: status.map(QuarantineStatus::as_str),
+        }],
+        columns: &["Entry", "Reason", "Status", "Deliveries", "Last received"],
+        rows,
+        next: entries.next,
+    }
+    .markup();
     Ok(respond(
         StatusCode::OK,
         page(

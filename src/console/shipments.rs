@@ -8,12 +8,13 @@ use maud::{html, Markup};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::layout::{next_page, page, redirect, respond, table, time, Notice, Section};
+use super::layout::{page, redirect, respond, table, time, Notice, Section};
+use super::listing::{cursor, given, Filter, Listing};
 use super::session::{signed_in, Checked, SignedIn};
 use crate::domain::{ShipmentPatch, ShipmentStatus};
 use crate::problem::ApiError;
 use crate::state::AppState;
-use crate::store::{Cursor, DeliveryFilter, EventFilter, PageRequest, Patched, ShipmentFilter};
+use crate::store::{DeliveryFilter, EventFilter, PageRequest, Patched, ShipmentFilter};
 
 const PAGE: u32 = 50;
 
@@ -23,19 +24,6 @@ pub struct ListQuery {
     order_id: Option<String>,
     customer_id: Option<String>,
     cursor: Option<String>,
-}
-
-/// A blank field filters nothing.
-fn given(value: &Option<String>) -> Option<String> {
-    value
-        .as_deref()
-        .map(str::trim)
-        .filter(|v| !v.is_empty() && !v.contains('\0'))
-        .map(str::to_owned)
-}
-
-pub fn cursor(text: &Option<String>) -> Option<Cursor> {
-    text.as_deref().and_then(|text| Cursor::decode(text).ok())
 }
 
 pub async fn list(
@@ -73,34 +61,31 @@ pub async fn list(
             ]
         })
         .collect();
-    let body = html! {
-        form method="get" action="/console/shipments" class="filters" {
-            div {
-                label for="status" { "Status" }
-                select id="status" name="status" {
-                    option value="" { "any" }
-                    @for option in ShipmentStatus::ALL {
-                        option value=(option.as_str()) selected[status == Some(option)] { (option.as_str()) }
-                    }
-                }
-            }
-            div {
-                label for="order_id" { "Order id" }
-                input id="order_id" name="order_id" value=(filter.order_id.clone().unwrap_or_default());
-            }
-            div {
-                label for="customer_id" { "Customer id" }
-                input id="customer_id" name="customer_id" value=(filter.customer_id.clone().unwrap_or_default());
-            }
-            div { button type="submit" { "Search" } }
-        }
-        (table(&["Order", "Customer", "Status", "Revision", "Updated"], rows))
-        (next_page("/console/shipments", &[
-            ("status", status.map(|s| s.as_str().to_owned())),
-            ("order_id", filter.order_id.clone()),
-            ("customer_id", filter.customer_id.clone()),
-        ], shipments.next))
-    };
+    let body = Listing {
+        path: "/console/shipments",
+        filters: vec![
+            Filter::Choice {
+                name: "status",
+                label: "Status",
+                options: ShipmentStatus::ALL.map(ShipmentStatus::as_str).to_vec(),
+                chosen: status.map(ShipmentStatus::as_str),
+            },
+            Filter::Text {
+                name: "order_id",
+                label: "Order id",
+                value: filter.order_id,
+            },
+            Filter::Text {
+                name: "customer_id",
+                label: "Customer id",
+                value: filter.customer_id,
+            },
+        ],
+        columns: &["Order", "Customer", "Status", "Revision", "Updated"],
+        rows,
+        next: shipments.next,
+    }
+    .markup();
     Ok(respond(
         StatusCode::OK,
         page("Shipments", Section::Shipments, &operator.csrf, None, body),
@@ -194,7 +179,7 @@ pub async fn show(
             ]).collect(),
         ))
         h2 { "Deliveries" }
-        (super::deliveries::rows(&operator.csrf, &deliveries.items))
+        (table(super::deliveries::COLUMNS, super::deliveries::rows(&operator.csrf, &deliveries.items)))
     };
     let notice = query.notice.as_deref().and_then(Notice::parse);
     let title = format!("Shipment {}", shipment.order_id);

@@ -180,7 +180,7 @@ fn save_sql(guarded: bool) -> String {
             "), heads AS ( \
                UPDATE processed_events p SET head_seq = h.read_seq + 1 \
                FROM unnest($36::text[], $37::int8[]) AS h(order_id, read_seq) \
-               WHERE p.order_id = h.order_id AND p.head_seq = h.read_seq \
+               WHERE p.order_id = h.order_id AND p.in_history AND p.head_seq = h.read_seq \
                RETURNING 1 ",
             "), changed AS ( \
                UPDATE shipments s SET customer_id = w.customer_id, items = w.items::jsonb, \
