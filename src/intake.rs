@@ -13,6 +13,7 @@ use crate::domain::{Applied, Delivery, FieldError, Outcome, QuarantineStatus};
 use crate::problem::ApiError;
 use crate::state::AppState;
 use crate::store::QuarantineEntry;
+use crate::telemetry::traces::context_of;
 
 /// The answer to an applied event.
 #[derive(Debug, Serialize)]
@@ -66,12 +67,14 @@ pub async fn apply_event(
     source: &Source,
     body: &[u8],
 ) -> Result<Receipt, ApiError> {
+    let span = tracing::Span::current();
+    span.record("webhook.scheme", source.scheme());
     let json: Value =
         serde_json::from_slice(body).map_err(|error| ApiError::NotJson(error.to_string()))?;
-    let delivery = match source {
+    let mut delivery = match source {
         Source::OrderEvents { webhook_id } => Delivery::parse(&json, body, webhook_id.as_deref()),
         Source::Platform(call) => match platform::map(call, &json, body) {
-            Ok(Mapped::Event(delivery)) => Ok(delivery),
+            Ok(Mapped::Event(delivery)) => Ok(*delivery),
             Ok(Mapped::Ignored { event_id, reason }) => {
                 tracing::debug!(%event_id, %reason, "platform call ignored");
                 return Ok(Receipt {
@@ -85,6 +88,10 @@ pub async fn apply_event(
         },
     }
     .map_err(ApiError::invalid("event"))?;
+    if let Some(order_id) = delivery.event.order_id() {
+        span.record("order_id", order_id);
+    }
+    delivery.trace = context_of(&span);
     let event_id = delivery.event_id.clone();
     let Applied {
         outcome,

@@ -85,9 +85,27 @@ async fn main() -> ExitCode {
             Ok(both) => both,
             Err(error) => return configuration_error(&error, &env_file),
         };
-    let _flush_logs_on_exit = telemetry::init(log_format, std::io::stdout());
+    // Only a serving instance exports traces.
+    let traces = match &command {
+        Command::Serve => match telemetry::traces::from_env() {
+            Ok(traces) => traces,
+            Err(error) => {
+                eprintln!("configuration error: {error} ({env_file})");
+                return ExitCode::from(2);
+            }
+        },
+        _ => None,
+    };
+    let tracer = traces.as_ref().map(|traces| traces.tracer.clone());
+    let _flush_logs_on_exit = telemetry::init(log_format, std::io::stdout(), tracer);
     report(match (command, configured) {
-        (Command::Serve, Configured::Serve(config)) => serve(*config).await,
+        (Command::Serve, Configured::Serve(config)) => {
+            let served = serve(*config).await;
+            if let Some(traces) = traces {
+                traces.flush(std::time::Duration::from_secs(5)).await;
+            }
+            served
+        }
         (Command::Migrate, Configured::Database(database)) => commands::migrate(database).await,
         (Command::Status, Configured::Database(database)) => commands::status(database).await,
         (Command::Prune { dry_run }, Configured::Prune(database, retention)) => {

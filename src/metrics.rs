@@ -26,6 +26,7 @@ pub struct Metrics {
     writer_races: prometheus::IntCounter,
     stale_results: prometheus::IntCounter,
     auth_failures: IntCounterVec,
+    spans: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -130,8 +131,20 @@ impl Default for Metrics {
             &["surface"],
         )
         .expect("valid metric");
+        let spans = IntCounterVec::new(
+            Opts::new(
+                "otel_spans_total",
+                "Trace spans by what became of them: exported to the OTLP collector, or dropped (the queue was full, or the collector did not take them)",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        for result in ["exported", "dropped"] {
+            spans.with_label_values(&[result]);
+        }
         for collector in [
             Box::new(webhook_outcomes.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(spans.clone()),
             Box::new(request_duration.clone()),
             Box::new(pool_connections.clone()),
             Box::new(deliveries.clone()),
@@ -166,6 +179,7 @@ impl Default for Metrics {
             writer_races,
             stale_results,
             auth_failures,
+            spans,
         }
     }
 }
@@ -239,6 +253,13 @@ impl Metrics {
         self.pool_connections
             .with_label_values(&["idle"])
             .set(idle as i64);
+        let (exported, dropped) = crate::telemetry::traces::counts();
+        self.spans
+            .with_label_values(&["exported"])
+            .inc_by(exported.saturating_sub(self.spans.with_label_values(&["exported"]).get()));
+        self.spans
+            .with_label_values(&["dropped"])
+            .inc_by(dropped.saturating_sub(self.spans.with_label_values(&["dropped"]).get()));
         let mut out = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut out)

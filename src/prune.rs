@@ -17,8 +17,15 @@ pub async fn run(store: Store, retention: Retention, metrics: Metrics) {
         let Some(horizon) = retention.horizon(chrono::Utc::now()) else {
             return;
         };
-        match store.prune(horizon, Pass::Remove).await {
+        let span = if crate::telemetry::traces::enabled() {
+            tracing::info_span!("retention pass", rows_removed = tracing::field::Empty)
+        } else {
+            tracing::Span::none()
+        };
+        let pass = store.prune(horizon, Pass::Remove);
+        match tracing::Instrument::instrument(pass, span.clone()).await {
             Ok(Some(removed)) => {
+                span.record("rows_removed", removed.total());
                 for (table, rows) in removed.by_table() {
                     metrics.rows_removed(table, rows);
                 }

@@ -1,5 +1,6 @@
 //! Wires configuration, store and routes into a running HTTP server.
 
+use crate::telemetry::traces;
 use std::net::TcpListener;
 use std::time::Duration;
 
@@ -166,11 +167,36 @@ async fn observe(
         .and_then(|value| value.to_str().ok())
         .filter(|value| !value.is_empty() && value.len() <= 64)
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
-    let span = tracing::info_span!("request", %request_id, %method, %route);
+    // The request's span; exported as the server span of its trace when traces are on, with
+    // the fields a webhook's handler records (its scheme, outcome, event and order).
+    let span = tracing::info_span!(
+        "request",
+        %request_id,
+        %method,
+        %route,
+        otel.name = %format_args!("{method} {route}"),
+        otel.kind = "server",
+        http.response.status_code = tracing::field::Empty,
+        webhook.scheme = tracing::field::Empty,
+        webhook.outcome = tracing::field::Empty,
+        event_id = tracing::field::Empty,
+        order_id = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+    );
+    if traces::enabled() {
+        let headers = request.headers().iter();
+        traces::continue_trace(
+            &span,
+            headers.filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?))),
+        );
+        traces::record_ids(&span);
+    }
     let state = request.app_data::<web::Data<AppState>>().cloned();
-    let response = next.call(request).instrument(span).await?;
+    let response = next.call(request).instrument(span.clone()).await?;
+    let status = response.status().as_u16();
+    span.record("http.response.status_code", status);
     if let Some(state) = state {
-        let status = response.status().as_u16();
         (state.metrics).request_finished(method, &route, status, started.elapsed().as_secs_f64());
     }
     Ok(response)

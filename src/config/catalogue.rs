@@ -170,6 +170,14 @@ pub const RETENTION: Variable = Variable {
               `off` keeps everything",
     fallback: Fallback::Value("30d"),
 };
+pub const OTEL_EXPORTER_OTLP_ENDPOINT: Variable = Variable {
+    name: "OTEL_EXPORTER_OTLP_ENDPOINT",
+    meaning: "the OpenTelemetry collector that traces are exported to over OTLP; the other \
+              standard `OTEL_*` variables apply (`OTEL_EXPORTER_OTLP_PROTOCOL` `http/protobuf` or \
+              `grpc`, `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER`, \
+              `OTEL_BSP_*`)",
+    fallback: Fallback::Described("unset: no traces"),
+};
 pub const RUST_LOG: Variable = Variable {
     name: "RUST_LOG",
     meaning: "tracing filter",
@@ -209,6 +217,7 @@ pub const SERVE: &[&Variable] = &[
     &INVALID_EVENTS,
     &RETENTION,
     &DATABASE_MAX_CONNECTIONS,
+    &OTEL_EXPORTER_OTLP_ENDPOINT,
     &RUST_LOG,
     &LOG_FORMAT,
 ];

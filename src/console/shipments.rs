@@ -2,6 +2,7 @@
 //! deliveries, and a button for each move its status allows. A move is sent with the revision
 //! the page showed, so a move made from a stale page is refused, never applied blindly.
 
+use crate::telemetry::traces::current_trace;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use maud::{html, Markup};
@@ -257,7 +258,7 @@ pub async fn move_(
     Ok(
         match state
             .store
-            .patch_shipment(id, &patch, Some(revision))
+            .patch_shipment(id, &patch, Some(revision), current_trace())
             .await?
         {
             Patched::NotFound => not_found(&operator.csrf),

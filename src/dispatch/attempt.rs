@@ -6,11 +6,14 @@ use std::time::{Duration, Instant, SystemTime};
 use chrono::Utc;
 
 use super::egress::{AddressNotAllowed, Egress};
-use crate::domain::DeliveryStatus;
+use tracing::Instrument;
+
+use crate::domain::{DeliveryStatus, TraceContext};
 use crate::metrics::Metrics;
 use crate::retry::{parse_retry_after, RetryPolicy, Verdict};
 use crate::signature::{sign_hex, sign_standard, Secret};
 use crate::store::{Claimed, Settlement};
+use crate::telemetry::traces;
 
 /// Longest text of an error kept with an attempt.
 const MAX_ERROR_CHARS: usize = 500;
@@ -67,6 +70,36 @@ impl Answer {
     }
 }
 
+/// The span of one attempt, a client span continuing the trace its change was made in; none
+/// while traces are off.
+fn attempt_span(delivery: &Claimed, attempt: i32) -> tracing::Span {
+    if !traces::enabled() {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!(
+        "delivery attempt",
+        otel.name = "POST delivery",
+        otel.kind = "client",
+        delivery_id = %delivery.id,
+        subscription_id = %delivery.subscription_id,
+        event_id = %delivery.event_id,
+        attempt,
+        http.response.status_code = tracing::field::Empty,
+        duration_ms = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+    );
+    if let Some(parent) = &delivery.traceparent {
+        let trace = TraceContext {
+            parent: parent.clone(),
+            state: delivery.tracestate.clone(),
+        };
+        traces::continue_stored(&span, &trace);
+    }
+    traces::record_ids(&span);
+    span
+}
+
 /// What one attempt needs besides the delivery.
 #[derive(Clone)]
 pub(super) struct Sender {
@@ -78,12 +111,17 @@ pub(super) struct Sender {
 
 impl Sender {
     pub async fn attempt(&self, delivery: Claimed) -> Settlement {
+        let attempts = delivery.attempts + 1;
+        let span = attempt_span(&delivery, attempts);
         let attempted_at = Utc::now();
         let started = Instant::now();
-        let answer = self.post(&delivery).await;
+        let answer = self.post(&delivery, &span).instrument(span.clone()).await;
         let duration = started.elapsed();
         self.metrics.delivery_attempt(duration.as_secs_f64());
-        let attempts = delivery.attempts + 1;
+        if let Some(status) = answer.status {
+            span.record("http.response.status_code", status);
+        }
+        span.record("duration_ms", duration.as_secs_f64() * 1000.0);
         let verdict = if answer.refused {
             Verdict::GiveUp
         } else {
@@ -118,7 +156,7 @@ impl Sender {
         }
     }
 
-    async fn post(&self, delivery: &Claimed) -> Answer {
+    async fn post(&self, delivery: &Claimed, span: &tracing::Span) -> Answer {
         let secret = match Secret::parse(&delivery.secret) {
             Ok(secret) => secret,
             // The service generated it, so this is a damaged row: the attempt fails like one
@@ -132,13 +170,20 @@ impl Sender {
             return Answer::refused();
         }
         let event_id = delivery.event_id.to_string();
-        let request = signed_request(
+        let mut request = signed_request(
             &self.client,
             &delivery.url,
             &secret,
             &event_id,
             &delivery.body,
         );
+        // The change's trace goes on, this attempt as the parent.
+        if let Some(trace) = traces::context_of(span) {
+            request = request.header("traceparent", trace.parent);
+            if let Some(state) = trace.state {
+                request = request.header("tracestate", state);
+            }
+        }
         // The answer's status and headers decide; its body is never read.
         match request.send().await {
             Ok(response) => {

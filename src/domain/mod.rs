@@ -25,5 +25,6 @@ pub use quarantine::QuarantineStatus;
 pub use retention::Retention;
 pub use shipment::{
     Address, Item, OrderState, OutboundEvent, Shipment, ShipmentChange, ShipmentStatus,
+    TraceContext,
 };
 pub use subscription::{DeactivationReason, NewSubscription, Subscription, SubscriptionPatch};

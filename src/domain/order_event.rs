@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::fields::{is_storable, FieldError, Fields, MAX_TEXT_BYTES};
-use super::{Address, Item, OrderState};
+use super::{Address, Item, OrderState, TraceContext};
 
 pub const ORDER_CREATED: &str = "order.created";
 pub const ORDER_UPDATED: &str = "order.updated";
@@ -25,6 +25,8 @@ pub struct Delivery {
     /// order must not take the id ORD-9's own creation derives.
     pub derived_id: bool,
     pub event: Event,
+    /// The trace of the request that brought it, for the announcements of what it changes.
+    pub trace: Option<TraceContext>,
 }
 
 #[cfg(test)]
@@ -40,6 +42,7 @@ impl Delivery {
                 occurred_at: Some(chrono::DateTime::UNIX_EPOCH),
                 change,
             }),
+            trace: None,
         }
     }
 }
@@ -153,6 +156,7 @@ impl Delivery {
             derived_id: given.is_none(),
             event_id: given.unwrap_or_else(|| derived_event_id(&event, body)),
             event,
+            trace: None,
         })
     }
 }

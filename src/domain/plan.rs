@@ -239,6 +239,7 @@ pub fn plan<'a>(deliveries: &[&'a Delivery], loaded: Loaded, now: DateTime<Utc>)
                         slot.stored.shipment.as_ref(),
                         &after,
                         now,
+                        delivery.trace.clone(),
                     ));
                     slot.stored.shipment = Some(after);
                     slot.changed = true;

@@ -202,6 +202,17 @@ pub struct OutboundEvent {
     /// The body, exactly as delivered.
     pub body: String,
     pub created_at: DateTime<Utc>,
+    /// The trace the change was made in, continued by every attempt to deliver it.
+    pub trace: Option<TraceContext>,
+}
+
+/// A W3C trace context (`traceparent`, and `tracestate` when there is one), as the request that
+/// made a change carried it: kept with the change's announcement so that each delivery
+/// attempt continues the same trace. Opaque to the rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceContext {
+    pub parent: String,
+    pub state: Option<String>,
 }
 
 impl OutboundEvent {
@@ -210,6 +221,7 @@ impl OutboundEvent {
         before: Option<&Shipment>,
         after: &Shipment,
         now: DateTime<Utc>,
+        trace: Option<TraceContext>,
     ) -> OutboundEvent {
         let announcement = Announcement {
             id: Uuid::now_v7(),
@@ -223,6 +235,7 @@ impl OutboundEvent {
             change: announcement.change,
             body: serde_json::to_string(&announcement).expect("plain data always serialises"),
             created_at: now,
+            trace,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! `GET /shipments`, `GET /shipments/{id}` (with its `ETag`) and `PATCH /shipments/{id}`.
 
+use crate::telemetry::traces::current_trace;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -75,7 +76,11 @@ pub async fn patch(
     let patch = ShipmentPatch::parse(&json_body(&request, &body)?)
         .map_err(ApiError::invalid("shipment change"))?;
     let if_match = if_match(&request)?;
-    match state.store.patch_shipment(id, &patch, if_match).await? {
+    match state
+        .store
+        .patch_shipment(id, &patch, if_match, current_trace())
+        .await?
+    {
         Patched::NotFound => Err(not_found("shipment", id)),
         Patched::Stale { revision } => Err(ApiError::PreconditionFailed(format!(
             "If-Match names revision \"{}\", but the shipment is at \"{revision}\"",

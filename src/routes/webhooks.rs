@@ -56,8 +56,12 @@ pub async fn receive_from(
 }
 
 fn answer(state: &AppState, result: Result<Answer, ApiError>) -> Result<HttpResponse, ApiError> {
+    let span = tracing::Span::current();
     let outcome = match &result {
-        Ok(Answer::Applied(receipt)) => receipt.status.as_str(),
+        Ok(Answer::Applied(receipt)) => {
+            span.record("event_id", receipt.event_id.as_str());
+            receipt.status.as_str()
+        }
         Ok(Answer::Quarantined(_)) => "quarantined",
         Ok(Answer::Ping) => "ping",
         Err(error) => {
@@ -74,6 +78,7 @@ fn answer(state: &AppState, result: Result<Answer, ApiError>) -> Result<HttpResp
             error.kind()
         }
     };
+    span.record("webhook.outcome", outcome);
     state.metrics.webhook_outcome(outcome);
     Ok(match result? {
         Answer::Applied(receipt) => HttpResponse::build(receipt.status_code()).json(receipt),

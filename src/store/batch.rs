@@ -17,9 +17,12 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::StoreError;
 use crate::domain::{Applied, Delivery};
+use crate::telemetry::traces;
 
 /// Deliveries queued beyond this are answered 503 at once rather than waiting without bound.
 const QUEUE_CAPACITY: usize = 4096;
@@ -46,6 +49,8 @@ enum Job {
     Apply {
         delivery: Box<Delivery>,
         reply: oneshot::Sender<Result<Applied, StoreError>>,
+        /// The request's span, which the batch's commit continues (none while traces are off).
+        span: tracing::Span,
     },
     /// Commits (an empty batch, or the batch it joins) and says whether that worked.
     Probe {
@@ -91,6 +96,11 @@ impl Batcher {
         self.send(Job::Apply {
             delivery: Box::new(delivery),
             reply,
+            span: if traces::enabled() {
+                tracing::Span::current()
+            } else {
+                tracing::Span::none()
+            },
         })?;
         answer
             .await
@@ -159,6 +169,33 @@ async fn commit(
     }
 }
 
+/// The span of a batch's commit: a child of its first request's span, linked to the others'
+/// (a batch commits many requests). None while traces are off.
+fn commit_span(batch: &[Job]) -> tracing::Span {
+    if !traces::enabled() {
+        return tracing::Span::none();
+    }
+    let mut requests = batch.iter().filter_map(|job| match job {
+        Job::Apply { span, .. } => Some(span),
+        Job::Probe { .. } => None,
+    });
+    let span = tracing::info_span!(
+        "batch commit",
+        batch.size = batch.len(),
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+    );
+    if let Some(first) = requests.next() {
+        let _ = span.set_parent(first.context());
+        traces::link(&span, first);
+    }
+    for request in requests {
+        traces::link(&span, request);
+    }
+    traces::record_ids(&span);
+    span
+}
+
 async fn write_batches(
     writer: impl ApplyBatch,
     mut jobs: mpsc::Receiver<Job>,
@@ -173,7 +210,9 @@ async fn write_batches(
                 Job::Probe { .. } => None,
             })
             .collect();
-        let result = commit(&writer, &deliveries, &races).await;
+        let result = commit(&writer, &deliveries, &races)
+            .instrument(commit_span(&batch))
+            .await;
         let probed = result.as_ref().map(|_| ()).map_err(Clone::clone);
         let mut answers = match result {
             Ok(answers) => answers.into_iter().map(Ok).collect(),
@@ -242,6 +281,7 @@ mod tests {
                 event_type: "test".into(),
                 order_id: None,
             },
+            trace: None,
         }
     }
 

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::outbox::{insert_deliveries, insert_outbound};
 use super::rows::{ShipmentRow, SHIPMENT_COLUMNS};
 use super::{Store, StoreError, Write};
-use crate::domain::{IllegalMove, OutboundEvent, Shipment, ShipmentPatch};
+use crate::domain::{IllegalMove, OutboundEvent, Shipment, ShipmentPatch, TraceContext};
 
 /// What became of a PATCH.
 #[derive(Debug)]
@@ -31,7 +31,8 @@ const UPDATE: &str = "UPDATE shipments SET status = $2, \
          tracking_number = $5, revision = $6, updated_at = $7 \
      WHERE id = $1 AND revision = $8";
 
-static ANNOUNCE: LazyLock<String> = LazyLock::new(|| insert_outbound("SELECT $1, $2, $3, $4, $5"));
+static ANNOUNCE: LazyLock<String> =
+    LazyLock::new(|| insert_outbound("SELECT $1, $2, $3, $4, $5, $6, $7"));
 
 impl Store {
     #[tracing::instrument(skip_all, fields(shipment_id = %id))]
@@ -40,6 +41,7 @@ impl Store {
         id: Uuid,
         patch: &ShipmentPatch,
         if_match: Option<i64>,
+        trace: Option<TraceContext>,
     ) -> Result<Patched, StoreError> {
         let select = format!("SELECT {SHIPMENT_COLUMNS} FROM shipments WHERE id = $1");
         let deliver = insert_deliveries(
@@ -85,13 +87,20 @@ impl Store {
                     current.revision
                 )));
             }
-            let announcement = OutboundEvent::announce(Some(&current), &next, now);
+            let announcement = OutboundEvent::announce(Some(&current), &next, now, trace);
             sqlx::query(&ANNOUNCE)
                 .bind(announcement.id)
                 .bind(announcement.shipment_id)
                 .bind(announcement.change.as_str())
                 .bind(&announcement.body)
                 .bind(announcement.created_at)
+                .bind(announcement.trace.as_ref().map(|trace| &trace.parent))
+                .bind(
+                    announcement
+                        .trace
+                        .as_ref()
+                        .and_then(|trace| trace.state.as_ref()),
+                )
                 .execute(tx.conn())
                 .await?;
             sqlx::query(&deliver)

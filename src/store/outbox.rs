@@ -5,13 +5,15 @@
 use super::dialect::Dialect;
 
 /// `INSERT INTO outbox_events` of the rows `select` yields, in the columns `id, shipment_id,
-/// event_type, body, created_at` (a `SELECT` without a `WHERE`), marked fanned out: the
+/// event_type, body, created_at, traceparent, tracestate` (a `SELECT` without a `WHERE`), marked
+/// fanned out: the
 /// writer makes their deliveries ([`insert_deliveries`]) in the same transaction. Outbound
 /// events are written only while someone listens: a change made while no subscription is
 /// active is announced to nobody, and costs no outbox row.
 pub(super) fn insert_outbound(select: &str) -> String {
     format!(
-        "INSERT INTO outbox_events (id, shipment_id, event_type, body, created_at, fanned_out) \
+        "INSERT INTO outbox_events (id, shipment_id, event_type, body, created_at, traceparent, \
+                                    tracestate, fanned_out) \
          SELECT *, true FROM ({select}) AS o \
          WHERE EXISTS (SELECT 1 FROM subscriptions WHERE active)"
     )

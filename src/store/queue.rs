@@ -29,6 +29,9 @@ pub struct Claimed {
     pub attempts: i32,
     pub event_id: Uuid,
     pub body: String,
+    /// The trace context of the change, which the attempt continues.
+    pub traceparent: Option<String>,
+    pub tracestate: Option<String>,
     pub url: String,
     pub secret: String,
     pub subscription_id: Uuid,
@@ -212,7 +215,8 @@ fn claim_sql(dialect: super::dialect::Dialect, subscriptions: usize) -> String {
         })
         .collect();
     format!(
-        "SELECT c.id, c.attempts, o.id AS event_id, o.body, s.url, s.secret, \
+        "SELECT c.id, c.attempts, o.id AS event_id, o.body, o.traceparent, o.tracestate, \
+                s.url, s.secret, \
                 s.id AS subscription_id \
          FROM ({}) AS c \
          JOIN subscriptions s ON s.id = c.subscription_id \

@@ -250,9 +250,9 @@ fn init_logs() {
         std::sync::OnceLock::new();
     GUARD.get_or_init(|| {
         if std::env::var("TEST_LOG").is_ok() {
-            telemetry::init(LogFormat::Pretty, std::io::stdout())
+            telemetry::init(LogFormat::Pretty, std::io::stdout(), None)
         } else {
-            telemetry::init(LogFormat::Pretty, std::io::sink())
+            telemetry::init(LogFormat::Pretty, std::io::sink(), None)
         }
     });
 }

@@ -30,6 +30,7 @@ mod slow_clients;
 mod startup;
 mod status;
 mod subscriber;
+mod telemetry;
 mod unavailable;
 mod upgrade;
 mod webhooks;

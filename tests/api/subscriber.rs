@@ -20,6 +20,9 @@ pub struct Received {
     pub body: Value,
     /// Both signatures verified against the subscription's secret.
     pub verified: bool,
+    /// The W3C trace context it came with (empty without).
+    pub traceparent: String,
+    pub tracestate: String,
 }
 
 /// How to answer: a queue of scripted answers, then `fallback`.
@@ -159,6 +162,8 @@ async fn receive(
             webhook_id: header(&request, "webhook-id"),
             body: serde_json::from_slice(&body).unwrap_or(Value::Null),
             verified: secret.is_some_and(|secret| verify(&request, &body, &secret)),
+            traceparent: header(&request, "traceparent"),
+            tracestate: header(&request, "tracestate"),
         };
         shared.lock().unwrap().received.push(received);
     }

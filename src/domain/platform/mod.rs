@@ -93,7 +93,7 @@ impl Call {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Mapped {
     /// An order event, for the one intake path.
-    Event(Delivery),
+    Event(Box<Delivery>),
     /// Nothing for a shipment: another topic, or an order with nothing to ship.
     Ignored { event_id: String, reason: String },
 }
@@ -173,7 +173,7 @@ impl ShopOrder {
                 (Some(state.placed_at), change)
             }
         };
-        Mapped::Event(Delivery {
+        Mapped::Event(Box::new(Delivery {
             event_id,
             derived_id,
             event: Event::Order(OrderEvent {
@@ -182,7 +182,8 @@ impl ShopOrder {
                 occurred_at,
                 change,
             }),
-        })
+            trace: None,
+        }))
     }
 }
 
@@ -410,7 +411,7 @@ mod tests {
 
     fn event(call: &Call, body: &str) -> Delivery {
         match mapped(call, body) {
-            Mapped::Event(delivery) => delivery,
+            Mapped::Event(delivery) => *delivery,
             ignored => panic!("not an event: {ignored:?}"),
         }
     }

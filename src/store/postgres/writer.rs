@@ -170,9 +170,10 @@ static SAVE: LazyLock<[String; 2]> = LazyLock::new(|| [save_sql(false), save_sql
 
 fn save_sql(guarded: bool) -> String {
     let announce = insert_outbound(
-        "SELECT id, shipment_id, event_type, body, $1 \
-         FROM unnest($32::uuid[], $33::uuid[], $34::text[], $35::text[]) \
-              AS o(id, shipment_id, event_type, body)",
+        "SELECT id, shipment_id, event_type, body, $1, traceparent, tracestate \
+         FROM unnest($32::uuid[], $33::uuid[], $34::text[], $35::text[], $39::text[], \
+                     $40::text[]) \
+              AS o(id, shipment_id, event_type, body, traceparent, tracestate)",
     );
     let deliver = insert_deliveries(Dialect::Postgres, "SELECT * FROM announced");
     let (heads, changed, checked) = if guarded {
@@ -303,6 +304,12 @@ async fn save(
         outbox.shipment_ids.push(row.shipment_id);
         outbox.types.push(row.change.as_str());
         outbox.bodies.push(&row.body);
+        outbox
+            .traceparents
+            .push(row.trace.as_ref().map(|trace| trace.parent.as_str()));
+        outbox
+            .tracestates
+            .push(row.trace.as_ref().and_then(|trace| trace.state.as_deref()));
     }
     let (_, announced): (i64, i64) = sqlx::query_as(&SAVE[usize::from(plan.guarded_rows() > 0)])
         .bind(now)
@@ -343,6 +350,8 @@ async fn save(
         .bind(head_orders)
         .bind(head_seqs)
         .bind(plan.guarded_rows())
+        .bind(outbox.traceparents)
+        .bind(outbox.tracestates)
         .fetch_one(&mut *conn)
         .await?;
     Ok(announced)
@@ -354,6 +363,8 @@ struct OutboxColumns<'a> {
     shipment_ids: Vec<Uuid>,
     types: Vec<&'static str>,
     bodies: Vec<&'a str>,
+    traceparents: Vec<Option<&'a str>>,
+    tracestates: Vec<Option<&'a str>>,
 }
 
 #[derive(Default)]

@@ -50,7 +50,8 @@ impl ApplyBatch for SqliteWriter {
 
 /// The batch's statements that are assembled from shared pieces, built once: the statement
 /// cache finds them by their text on every batch.
-static ANNOUNCE: LazyLock<String> = LazyLock::new(|| insert_outbound("SELECT ?1, ?2, ?3, ?4, ?5"));
+static ANNOUNCE: LazyLock<String> =
+    LazyLock::new(|| insert_outbound("SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7"));
 
 static DELIVER: LazyLock<String> = LazyLock::new(|| {
     insert_deliveries(
@@ -192,6 +193,8 @@ fn save(conn: &Connection, plan: &Plan<'_>, now: DateTime<Utc>) -> Result<usize,
             row.change.as_str(),
             row.body,
             time_text(row.created_at),
+            row.trace.as_ref().map(|trace| &trace.parent),
+            row.trace.as_ref().and_then(|trace| trace.state.as_ref()),
         ])?;
     }
     if written > 0 {

@@ -1,14 +1,21 @@
 //! The tracing subscriber: filter from `RUST_LOG` (default `info`), human or JSON lines,
-//! written by a background thread so that a slow log sink never holds up a request.
+//! written by a background thread so that a slow log sink never holds up a request; and,
+//! when an OTLP endpoint is configured, spans exported as traces ([`traces`]).
 
+pub mod traces;
+
+use opentelemetry_sdk::trace::Tracer;
 use tracing_appender::non_blocking::WorkerGuard;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::LogFormat;
 
 /// Installs the global subscriber once; later calls (several apps in one test binary) are
 /// no-ops. Keep the returned guard alive until exit: dropping it flushes the last lines.
-pub fn init<W>(format: LogFormat, writer: W) -> WorkerGuard
+/// With a `tracer`, spans are also exported.
+pub fn init<W>(format: LogFormat, writer: W, tracer: Option<Tracer>) -> WorkerGuard
 where
     W: std::io::Write + Send + 'static,
 {
@@ -17,17 +24,21 @@ where
     // whoever runs psql, not for the service's log.
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx::postgres::notice=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer);
-    let _ = match format {
-        LogFormat::Json => builder
+    let logs = tracing_subscriber::fmt::layer().with_writer(writer);
+    let logs = match format {
+        LogFormat::Json => logs
             .json()
             .with_current_span(true)
             .with_span_list(false)
-            .try_init(),
-        LogFormat::Pretty => builder.try_init(),
+            .boxed(),
+        LogFormat::Pretty => logs.boxed(),
     };
+    let traces = tracer.map(|tracer| tracing_opentelemetry::layer().with_tracer(tracer));
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(logs)
+        .with(traces)
+        .try_init();
     guard
 }
 
