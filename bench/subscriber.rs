@@ -117,6 +117,8 @@ async fn main() -> std::io::Result<()> {
     HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            // Large enough for a batch of trace spans too (`bench/run traces` exports here).
+            .app_data(web::PayloadConfig::new(16 << 20))
             .route("/stats", web::get().to(stats))
             .default_service(web::to(receive))
     })

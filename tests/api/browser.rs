@@ -1,7 +1,6 @@
 //! A real browser for the console's tests: Debian's headless Chromium, driven over WebDriver by
 //! chromedriver. Missing either is a failure that says how to install them, never a skip.
 
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -31,6 +30,28 @@ pub struct Options {
     pub javascript: bool,
 }
 
+/// The port chromedriver says it listens on ("... started successfully on port N."); its
+/// further output is drained so that it never blocks on a full pipe.
+fn driver_port(driver: &mut std::process::Child) -> u16 {
+    use std::io::{BufRead, BufReader};
+    let stdout = driver.stdout.take().expect("chromedriver's output");
+    let (port_tx, port_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if let Some(port) = line
+                .strip_prefix("ChromeDriver was started successfully on port ")
+                .and_then(|rest| rest.trim_end_matches('.').parse::<u16>().ok())
+            {
+                let _ = port_tx.send(port);
+            }
+        }
+    });
+    port_rx
+        .recv_timeout(PATIENCE)
+        .expect("chromedriver to say its port")
+}
+
 impl Browser {
     pub async fn start(options: Options) -> Browser {
         for program in [CHROMIUM, CHROMEDRIVER] {
@@ -40,20 +61,16 @@ impl Browser {
                  with: {INSTALL} (scripts/test does it)"
             );
         }
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         // A group of its own, so that a test that fails ends chromedriver and the Chromium it
-        // started together (`Drop`).
-        let driver = Command::new(CHROMEDRIVER)
+        // started together (`Drop`). Port 0: it binds a free port itself and says which.
+        let mut driver = Command::new(CHROMEDRIVER)
             .process_group(0)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
+            .arg("--port=0")
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("start chromedriver");
+        let port = driver_port(&mut driver);
         let profile = tempfile::tempdir().unwrap();
         let mut args = vec![
             "--headless".to_owned(),

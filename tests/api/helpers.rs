@@ -133,6 +133,29 @@ impl TestDb {
         }
     }
 
+    /// A statistic of PostgreSQL's (`sql` reads `pg_stat_*`) once every other connection to the
+    /// database has ended and its counts have been published: read again until two reads
+    /// 200 ms apart agree, so that a stopped service's last work is in it.
+    pub async fn settled_statistic(&self, sql: &str) -> i64 {
+        let others = "SELECT COUNT(*) FROM pg_stat_activity \
+                      WHERE datname = current_database() AND pid <> pg_backend_pid()";
+        wait_until(30, "the service's connections to end", || async {
+            self.scalar(others).await == 0
+        })
+        .await;
+        let mut last = self.scalar(sql).await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            let now = self.scalar(sql).await;
+            if now == last {
+                return now;
+            }
+            check_deadline(deadline, "the statistics to settle");
+            last = now;
+        }
+    }
+
     /// Runs one statement over a connection of the test's own.
     pub async fn execute(&self, sql: &str) {
         match self.backend {

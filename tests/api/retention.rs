@@ -306,7 +306,7 @@ async fn postgres_loading_an_order_reads_its_history_not_its_other_records() {
     assert!(first.terminate());
     let rows_read = "SELECT (COALESCE(idx_tup_fetch, 0) + COALESCE(seq_tup_read, 0))::int8 \
                      FROM pg_stat_user_tables WHERE relname = 'processed_events'";
-    let before = db.scalar(rows_read).await;
+    let before = db.settled_statistic(rows_read).await;
 
     let second = ServiceProcess::start(&env);
     let update = body(lifecycle_event("order.updated", "ORD-BUSY", None));
@@ -315,11 +315,11 @@ async fn postgres_loading_an_order_reads_its_history_not_its_other_records() {
         .unwrap();
     assert_eq!(answer.status(), 200);
     assert!(second.terminate());
-    let read = db.scalar(rows_read).await - before;
+    let read = db.settled_statistic(rows_read).await - before;
 
     assert_eq!(db.count_events().await, TWINS as i64 + 2);
     assert!(
-        read <= 5,
+        (1..=5).contains(&read),
         "an update of an order with one event and {TWINS} records read {read} event rows"
     );
 }
