@@ -13,7 +13,7 @@ use crate::domain::{Applied, Delivery, FieldError, Outcome, QuarantineStatus};
 use crate::problem::ApiError;
 use crate::state::AppState;
 use crate::store::QuarantineEntry;
-use crate::telemetry::traces::context_of;
+use crate::telemetry::traces;
 
 /// The answer to an applied event.
 #[derive(Debug, Serialize)]
@@ -68,7 +68,7 @@ pub async fn apply_event(
     body: &[u8],
 ) -> Result<Receipt, ApiError> {
     let span = tracing::Span::current();
-    span.record("webhook.scheme", source.scheme());
+    traces::attribute(&span, "webhook.scheme", source.scheme());
     let json: Value =
         serde_json::from_slice(body).map_err(|error| ApiError::NotJson(error.to_string()))?;
     let mut delivery = match source {
@@ -89,9 +89,9 @@ pub async fn apply_event(
     }
     .map_err(ApiError::invalid("event"))?;
     if let Some(order_id) = delivery.event.order_id() {
-        span.record("order_id", order_id);
+        traces::attribute(&span, "order_id", order_id.to_owned());
     }
-    delivery.trace = context_of(&span);
+    delivery.trace = traces::context_of(&span);
     let event_id = delivery.event_id.clone();
     let Applied {
         outcome,

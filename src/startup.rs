@@ -167,35 +167,34 @@ async fn observe(
         .and_then(|value| value.to_str().ok())
         .filter(|value| !value.is_empty() && value.len() <= 64)
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
-    // The request's span; exported as the server span of its trace when traces are on, with
-    // the fields a webhook's handler records (its scheme, outcome, event and order).
-    let span = tracing::info_span!(
-        "request",
-        %request_id,
-        %method,
-        %route,
-        otel.name = %format_args!("{method} {route}"),
-        otel.kind = "server",
-        http.response.status_code = tracing::field::Empty,
-        webhook.scheme = tracing::field::Empty,
-        webhook.outcome = tracing::field::Empty,
-        event_id = tracing::field::Empty,
-        order_id = tracing::field::Empty,
-        trace_id = tracing::field::Empty,
-        span_id = tracing::field::Empty,
-    );
-    if traces::enabled() {
+    // The request's span, for its log lines. With traces on, it is also the server span of its
+    // trace (the attributes a webhook's handler adds go to the trace alone, not to the logs);
+    // off, it is what it always was, so that the logs pay for nothing they do not show.
+    let span = if traces::enabled() {
+        let span = tracing::info_span!(
+            "request",
+            %request_id,
+            %method,
+            %route,
+            otel.name = %format_args!("{method} {route}"),
+            otel.kind = "server",
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
+        );
         let headers = request.headers().iter();
         traces::continue_trace(
             &span,
             headers.filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?))),
         );
         traces::record_ids(&span);
-    }
+        span
+    } else {
+        tracing::info_span!("request", %request_id, %method, %route)
+    };
     let state = request.app_data::<web::Data<AppState>>().cloned();
     let response = next.call(request).instrument(span.clone()).await?;
     let status = response.status().as_u16();
-    span.record("http.response.status_code", status);
+    traces::attribute(&span, "http.response.status_code", i64::from(status));
     if let Some(state) = state {
         (state.metrics).request_finished(method, &route, status, started.elapsed().as_secs_f64());
     }

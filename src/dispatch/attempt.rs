@@ -84,8 +84,6 @@ fn attempt_span(delivery: &Claimed, attempt: i32) -> tracing::Span {
         subscription_id = %delivery.subscription_id,
         event_id = %delivery.event_id,
         attempt,
-        http.response.status_code = tracing::field::Empty,
-        duration_ms = tracing::field::Empty,
         trace_id = tracing::field::Empty,
         span_id = tracing::field::Empty,
     );
@@ -119,9 +117,9 @@ impl Sender {
         let duration = started.elapsed();
         self.metrics.delivery_attempt(duration.as_secs_f64());
         if let Some(status) = answer.status {
-            span.record("http.response.status_code", status);
+            traces::attribute(&span, "http.response.status_code", i64::from(status));
         }
-        span.record("duration_ms", duration.as_secs_f64() * 1000.0);
+        traces::attribute(&span, "duration_ms", duration.as_secs_f64() * 1000.0);
         let verdict = if answer.refused {
             Verdict::GiveUp
         } else {

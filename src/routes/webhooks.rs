@@ -19,6 +19,7 @@ use crate::problem::ApiError;
 use crate::signature::Verified;
 use crate::state::AppState;
 use crate::store::{Arrival, Quarantined};
+use crate::telemetry::traces;
 
 /// The answer to an event kept in quarantine.
 #[derive(Serialize)]
@@ -59,7 +60,7 @@ fn answer(state: &AppState, result: Result<Answer, ApiError>) -> Result<HttpResp
     let span = tracing::Span::current();
     let outcome = match &result {
         Ok(Answer::Applied(receipt)) => {
-            span.record("event_id", receipt.event_id.as_str());
+            traces::attribute(&span, "event_id", receipt.event_id.clone());
             receipt.status.as_str()
         }
         Ok(Answer::Quarantined(_)) => "quarantined",
@@ -78,7 +79,7 @@ fn answer(state: &AppState, result: Result<Answer, ApiError>) -> Result<HttpResp
             error.kind()
         }
     };
-    span.record("webhook.outcome", outcome);
+    traces::attribute(&span, "webhook.outcome", outcome);
     state.metrics.webhook_outcome(outcome);
     Ok(match result? {
         Answer::Applied(receipt) => HttpResponse::build(receipt.status_code()).json(receipt),

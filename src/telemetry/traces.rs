@@ -251,6 +251,14 @@ pub fn record_ids(span: &tracing::Span) {
     }
 }
 
+/// Sets an attribute of `span`'s trace span (not a field of its log lines); nothing while
+/// traces are off.
+pub fn attribute(span: &tracing::Span, key: &'static str, value: impl Into<opentelemetry::Value>) {
+    if enabled() {
+        span.set_attribute(key, value);
+    }
+}
+
 /// Links `span` to the span `trace` names (a batch's commit to each request it carries).
 pub fn link(span: &tracing::Span, other: &tracing::Span) {
     span.add_link(other.context().span().span_context().clone());
