@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::ShipmentStatus;
+use super::{DeliveryStatus, QuarantineStatus, ShipmentStatus};
 
 /// How long records no promise needs are kept; `None` keeps everything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +68,60 @@ impl ShipmentStatus {
     ];
 }
 
+// The rules of what goes, each a predicate on what a record says and the horizon (records last
+// touched before it may go). Each backend's SQL in `store/retention.rs` finds the records these
+// accept, in bulk; `tests/api/retention.rs` checks a pass against them.
+
+/// A recorded event that is not part of its order's history (a duplicate, an ignored type, an
+/// event that came too late) is kept only to recognise its redeliveries.
+pub fn forgets_record(
+    in_history: bool,
+    received_at: DateTime<Utc>,
+    horizon: DateTime<Utc>,
+) -> bool {
+    !in_history && received_at < horizon
+}
+
+/// A closed order's history (every event recorded for it) goes once neither its shipment (a
+/// change, an operator's move) nor its order (an event) has been touched since the horizon.
+/// The shipment stays, and later events of the order are too late.
+pub fn forgets_history(
+    status: ShipmentStatus,
+    updated_at: DateTime<Utc>,
+    last_event_at: Option<DateTime<Utc>>,
+    horizon: DateTime<Utc>,
+) -> bool {
+    ShipmentStatus::CLOSED.contains(&status)
+        && updated_at < horizon
+        && last_event_at.is_none_or(|at| at < horizon)
+}
+
+/// An announcement goes, with its deliveries and their attempts, once its deliveries are made,
+/// it was written before the horizon, and every delivery is settled (delivered or failed) and
+/// untouched since. A pending delivery keeps it, however old.
+pub fn forgets_announcement(
+    fanned_out: bool,
+    created_at: DateTime<Utc>,
+    deliveries: &[(DeliveryStatus, DateTime<Utc>)],
+    horizon: DateTime<Utc>,
+) -> bool {
+    fanned_out
+        && created_at < horizon
+        && deliveries
+            .iter()
+            .all(|(status, updated_at)| status.is_settled() && *updated_at < horizon)
+}
+
+/// A quarantined event goes once an operator resolved it (replayed or discarded) before the
+/// horizon; a held one waits for them.
+pub fn forgets_quarantined(
+    status: QuarantineStatus,
+    resolved_at: Option<DateTime<Utc>>,
+    horizon: DateTime<Utc>,
+) -> bool {
+    status.is_resolved() && resolved_at.is_some_and(|at| at < horizon)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,6 +140,87 @@ mod tests {
         for bad in ["", "0s", "soon", "-1d", "30"] {
             assert!(Retention::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn each_rule_lets_go_only_what_no_promise_needs() {
+        let horizon = at("2026-12-01T00:00:00Z");
+        let (before, after) = (at("2026-11-30T00:00:00Z"), at("2026-12-02T00:00:00Z"));
+        assert!(forgets_record(false, before, horizon));
+        assert!(!forgets_record(true, before, horizon), "history stays");
+        assert!(!forgets_record(false, after, horizon));
+
+        assert!(forgets_history(
+            ShipmentStatus::Delivered,
+            before,
+            Some(before),
+            horizon
+        ));
+        assert!(forgets_history(
+            ShipmentStatus::Cancelled,
+            before,
+            None,
+            horizon
+        ));
+        assert!(
+            !forgets_history(ShipmentStatus::Packed, before, None, horizon),
+            "open"
+        );
+        assert!(
+            !forgets_history(ShipmentStatus::Shipped, after, None, horizon),
+            "moved lately"
+        );
+        assert!(
+            !forgets_history(ShipmentStatus::Shipped, before, Some(after), horizon),
+            "an event lately"
+        );
+
+        let delivered = (DeliveryStatus::Delivered, before);
+        assert!(forgets_announcement(
+            true,
+            before,
+            &[delivered, (DeliveryStatus::Failed, before)],
+            horizon
+        ));
+        assert!(forgets_announcement(true, before, &[], horizon));
+        assert!(
+            !forgets_announcement(false, before, &[], horizon),
+            "not fanned out"
+        );
+        assert!(!forgets_announcement(
+            true,
+            before,
+            &[delivered, (DeliveryStatus::Pending, before)],
+            horizon
+        ));
+        assert!(!forgets_announcement(
+            true,
+            before,
+            &[(DeliveryStatus::Failed, after)],
+            horizon
+        ));
+
+        assert!(forgets_quarantined(
+            QuarantineStatus::Discarded,
+            Some(before),
+            horizon
+        ));
+        assert!(!forgets_quarantined(
+            QuarantineStatus::Held,
+            Some(before),
+            horizon
+        ));
+        assert!(!forgets_quarantined(
+            QuarantineStatus::Replayed,
+            Some(after),
+            horizon
+        ));
     }
 
     #[test]

@@ -164,19 +164,19 @@ impl Store {
     /// Records (duplicates, events that came too late, events of types not handled) older
     /// than the horizon: one chunk, oldest first.
     async fn remove_records(&self, horizon: DateTime<Utc>) -> Result<u64, StoreError> {
+        let delete = format!(
+            "DELETE FROM processed_events WHERE seq IN ( \
+               SELECT seq FROM processed_events WHERE {RECORD} \
+               ORDER BY received_at LIMIT $2)"
+        );
         Ok(with_backend!(self, |db| {
             let mut tx = db.begin(Write::Plain).await?;
-            let rows = sqlx::query(
-                "DELETE FROM processed_events WHERE seq IN ( \
-                   SELECT seq FROM processed_events \
-                   WHERE NOT in_history AND received_at < $1 \
-                   ORDER BY received_at LIMIT $2)",
-            )
-            .bind(horizon)
-            .bind(CHUNK_ROWS)
-            .execute(tx.conn())
-            .await?
-            .rows_affected();
+            let rows = sqlx::query(&delete)
+                .bind(horizon)
+                .bind(CHUNK_ROWS)
+                .execute(tx.conn())
+                .await?
+                .rows_affected();
             tx.commit().await?;
             rows
         }))
@@ -315,8 +315,7 @@ impl Store {
     /// What a pass would remove now.
     async fn count_removable(&self, horizon: DateTime<Utc>) -> Result<Removed, StoreError> {
         let dialect = self.dialect();
-        let records = "SELECT COUNT(*) FROM processed_events \
-                       WHERE NOT in_history AND received_at < $1";
+        let records = format!("SELECT COUNT(*) FROM processed_events WHERE {RECORD}");
         let closed = format!("SELECT COUNT(*) FROM shipments s WHERE {CLOSED_INACTIVE}")
             .replace("{closed}", &dialect.json_texts(2));
         let histories = format!(
@@ -339,7 +338,7 @@ impl Store {
         let count = |n: i64| u64::try_from(n).unwrap_or_default();
         Ok(with_backend!(self, |db| {
             let mut conn = db.reader().await?;
-            let records: i64 = sqlx::query_scalar(records)
+            let records: i64 = sqlx::query_scalar(&records)
                 .bind(horizon)
                 .fetch_one(&mut *conn)
                 .await?;
@@ -375,7 +374,12 @@ impl Store {
     }
 }
 
-/// A shipment `s` that is closed (its status among the JSON list `{closed}`, bound as `$2`),
+/// [`domain::retention::forgets_record`](crate::domain::retention::forgets_record) in SQL: a
+/// recorded event outside its order's history, received before the horizon `$1`.
+const RECORD: &str = "NOT in_history AND received_at < $1";
+
+/// [`domain::retention::forgets_history`](crate::domain::retention::forgets_history) in SQL:
+/// a shipment `s` that is closed (its status among the JSON list `{closed}`, bound as `$2`),
 /// still has its order's history, and has seen no change since the horizon `$1`, nor its
 /// order any event.
 const CLOSED_INACTIVE: &str = "s.history_removed_at IS NULL AND s.updated_at < $1 \
@@ -383,14 +387,16 @@ const CLOSED_INACTIVE: &str = "s.history_removed_at IS NULL AND s.updated_at < $
      AND NOT EXISTS (SELECT 1 FROM processed_events e \
                      WHERE e.order_id = s.order_id AND e.received_at >= $1)";
 
-/// An outbound event `o` that was fanned out before the horizon `$1` and whose deliveries are
-/// all settled (none `$2`, pending), the last attempt before the horizon.
+/// [`domain::retention::forgets_announcement`](crate::domain::retention::forgets_announcement)
+/// in SQL: an outbound event `o` that was fanned out before the horizon `$1` and whose
+/// deliveries are all settled (none `$2`, pending), the last attempt before the horizon.
 const SETTLED: &str = "o.fanned_out AND o.created_at < $1 \
      AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = o.id \
                      AND (d.status = $2 OR d.updated_at >= $1))";
 
-/// A quarantined event an operator replayed or discarded before the horizon `$1` (only those
-/// are ever resolved).
+/// [`domain::retention::forgets_quarantined`](crate::domain::retention::forgets_quarantined)
+/// in SQL: a quarantined event an operator replayed or discarded before the horizon `$1`
+/// (only those are ever resolved).
 const RESOLVED: &str = "resolved_at IS NOT NULL AND resolved_at < $1";
 
 /// The statuses of a closed shipment, as the JSON list the statements take.

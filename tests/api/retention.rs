@@ -361,3 +361,126 @@ async fn postgres_a_pass_vacuums_what_it_removed_where_autovacuum_is_off() {
         "only the tables it changed"
     );
 }
+
+/// The SQL a pass runs lets go exactly what the domain's rules accept
+/// (`domain::retention::forgets_record` and `forgets_history`), over orders in every state:
+/// open and closed (by an operator's move), with duplicates and ignored records, some of each
+/// last touched long before the horizon and some just now. Drawn from a seed, printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_pass_removes_what_the_domains_rules_accept() {
+    use chrono::{DateTime, Utc};
+    use rand::{Rng, SeedableRng};
+    use shipping_service::domain::retention::{forgets_history, forgets_record};
+    use shipping_service::domain::ShipmentStatus;
+    use sqlx::Connection;
+
+    let seed: u64 = rand::random();
+    println!("seed {seed}");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let app = spawn_app(Backend::Postgres).await;
+    for n in 0..16 {
+        let order = format!("ORD-RULE-{n}");
+        let (_, created) = post(&app, &with_id(order_event(&order), &format!("c-{n}"))).await;
+        let shipment = created["shipment_id"].as_str().unwrap().to_owned();
+        if rng.gen_bool(0.5) {
+            post(&app, &with_id(order_event(&order), &format!("twin-{n}"))).await;
+        }
+        if rng.gen_bool(0.3) {
+            let unhandled = json!({"event_type": "order.noted", "id": format!("note-{n}"),
+                                   "data": {"order_id": order}});
+            post(&app, &unhandled).await;
+        }
+        if rng.gen_bool(0.5) {
+            post(&app, &lifecycle_event("order.updated", &order, None)).await;
+        }
+        match rng.gen_range(0..3) {
+            0 => {}
+            1 => patch(&app, &shipment, json!({"status": "cancelled"})).await,
+            _ => {
+                patch(&app, &shipment, json!({"status": "packed"})).await;
+                patch(&app, &shipment, json!({"status": "shipped"})).await;
+            }
+        }
+    }
+    // Some records and shipments were last touched two hours ago: far past a one-hour horizon,
+    // as the others are far inside it.
+    let mut conn = sqlx::PgConnection::connect(&app.db.url).await.unwrap();
+    let events: Vec<(i64,)> = sqlx::query_as("SELECT seq FROM processed_events")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    for (seq,) in events {
+        if rng.gen_bool(0.6) {
+            sqlx::query("UPDATE processed_events SET received_at = received_at - interval '2 hours' WHERE seq = $1")
+                .bind(seq).execute(&mut conn).await.unwrap();
+        }
+    }
+    let shipments: Vec<(String,)> = sqlx::query_as("SELECT order_id FROM shipments")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    for (order,) in shipments {
+        if rng.gen_bool(0.6) {
+            sqlx::query("UPDATE shipments SET updated_at = updated_at - interval '2 hours' WHERE order_id = $1")
+                .bind(order).execute(&mut conn).await.unwrap();
+        }
+    }
+
+    let horizon = Utc::now() - chrono::Duration::hours(1);
+    let records: Vec<(i64, Option<String>, bool, DateTime<Utc>)> =
+        sqlx::query_as("SELECT seq, order_id, in_history, received_at FROM processed_events")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    let orders: Vec<(String, String, DateTime<Utc>)> =
+        sqlx::query_as("SELECT order_id, status, updated_at FROM shipments")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    let forgotten_orders: Vec<&str> = orders
+        .iter()
+        .filter(|(order, status, updated_at)| {
+            let last_event = records
+                .iter()
+                .filter(|(_, of, _, _)| of.as_deref() == Some(order.as_str()))
+                .map(|(_, _, _, at)| *at)
+                .max();
+            forgets_history(
+                ShipmentStatus::parse(status).unwrap(),
+                *updated_at,
+                last_event,
+                horizon,
+            )
+        })
+        .map(|(order, _, _)| order.as_str())
+        .collect();
+    let mut expected: Vec<i64> = records
+        .iter()
+        .filter(|(_, order, in_history, received_at)| {
+            let order_forgotten = order
+                .as_deref()
+                .is_some_and(|o| forgotten_orders.contains(&o));
+            !forgets_record(*in_history, *received_at, horizon) && !order_forgotten
+        })
+        .map(|(seq, ..)| *seq)
+        .collect();
+    expected.sort();
+
+    let url = app.db.url.clone();
+    let pruned = run_command(
+        &["prune"],
+        &[("DATABASE_URL", url.as_str()), ("RETENTION", "1h")],
+    )
+    .await;
+    assert!(pruned.status.success(), "{pruned:?}");
+    let mut kept: Vec<i64> = sqlx::query_scalar("SELECT seq FROM processed_events ORDER BY seq")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    kept.sort();
+    assert_eq!(kept, expected, "seed {seed}");
+    assert!(
+        expected.len() < records.len() && !expected.is_empty(),
+        "the draw removed some and kept some"
+    );
+}
