@@ -106,11 +106,21 @@ impl TryFrom<EventRecordRow> for EventRecord {
     }
 }
 
+/// The columns a batch writes of each recorded event, in the order both batch writers give
+/// their values.
+pub(super) const EVENT_WRITTEN: &str = "event_id, derived_id, event_type, order_id, outcome, \
+     shipment_id, version, state, reason, occurred_at, received_at, in_history, head_seq";
+
+/// The columns a batch writes of a new shipment, in the order both batch writers give their
+/// values.
+pub(super) const SHIPMENT_WRITTEN: &str = "id, order_id, customer_id, items, shipping_address, \
+     status, version, revision, cancel_reason, carrier, tracking_number, source_event_id, \
+     ordered_at, created_at, updated_at, head_seq";
+
 /// What a batch reads, in one statement: the history of the batch's orders (never their
 /// other records: duplicates, events that came too late) with their heads, every recorded
 /// event with one of the batch's ids with its order's current shipment, and the batch's
-/// orders' shipments. `LoadRow::from_sqlite` reads the columns by position: keep the two in
-/// the same order.
+/// orders' shipments. Its columns are [`LoadRow`]'s fields, read by name on both backends.
 pub(super) fn load_sql(orders_param: &str, ids_param: &str) -> String {
     format!(
         "SELECT e.order_id, e.event_id, e.derived_id, e.event_type, e.outcome, e.version, \
@@ -176,41 +186,92 @@ pub(super) struct LoadRow {
     s_updated_at: Option<DateTime<Utc>>,
 }
 
+/// Where each of [`LoadRow`]'s columns is in a prepared [`load_sql`], found by name once per
+/// statement: a lookup by name per column per row would cost more than the rest of reading a
+/// batch of duplicates.
+pub(super) struct LoadColumns([usize; 29]);
+
+impl LoadColumns {
+    const NAMES: [&'static str; 29] = [
+        "order_id",
+        "event_id",
+        "derived_id",
+        "event_type",
+        "outcome",
+        "version",
+        "state",
+        "reason",
+        "occurred_at",
+        "head_seq",
+        "current_shipment",
+        "operator_status",
+        "history_removed_at",
+        "s_head_seq",
+        "s_seq",
+        "s_id",
+        "s_customer_id",
+        "s_items",
+        "s_shipping_address",
+        "s_status",
+        "s_version",
+        "s_revision",
+        "s_cancel_reason",
+        "s_carrier",
+        "s_tracking_number",
+        "s_source_event_id",
+        "s_ordered_at",
+        "s_created_at",
+        "s_updated_at",
+    ];
+
+    pub fn of(statement: &rusqlite::Statement<'_>) -> rusqlite::Result<LoadColumns> {
+        let mut columns = [0; 29];
+        for (column, name) in columns.iter_mut().zip(Self::NAMES) {
+            *column = statement.column_index(name)?;
+        }
+        Ok(LoadColumns(columns))
+    }
+}
+
 impl LoadRow {
-    /// The same row as SQLite's writer connection reads it (it runs outside sqlx). By
-    /// position, in the order of [`load_sql`]'s columns: a lookup by name per column per row
-    /// would cost more than the rest of reading a batch of duplicates.
-    pub fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<LoadRow> {
+    /// The same row as SQLite's writer connection reads it (it runs outside sqlx), each
+    /// column where `columns` found its name.
+    pub fn from_sqlite(
+        row: &rusqlite::Row<'_>,
+        columns: &LoadColumns,
+    ) -> rusqlite::Result<LoadRow> {
+        let [order_id, event_id, derived_id, event_type, outcome, version, state, reason, occurred_at, head_seq, current_shipment, operator_status, history_removed_at, s_head_seq, s_seq, s_id, s_customer_id, s_items, s_shipping_address, s_status, s_version, s_revision, s_cancel_reason, s_carrier, s_tracking_number, s_source_event_id, s_ordered_at, s_created_at, s_updated_at] =
+            columns.0;
         Ok(LoadRow {
-            order_id: row.get(0)?,
-            event_id: row.get(1)?,
-            derived_id: row.get(2)?,
-            event_type: row.get(3)?,
-            outcome: row.get(4)?,
-            version: row.get(5)?,
-            state: json_column(row, 6)?,
-            reason: row.get(7)?,
-            occurred_at: row.get(8)?,
-            head_seq: row.get(9)?,
-            current_shipment: row.get(10)?,
-            operator_status: row.get(11)?,
-            history_removed_at: row.get(12)?,
-            s_head_seq: row.get(13)?,
-            s_seq: row.get(14)?,
-            s_id: row.get(15)?,
-            s_customer_id: row.get(16)?,
-            s_items: json_column(row, 17)?,
-            s_shipping_address: json_column(row, 18)?,
-            s_status: row.get(19)?,
-            s_version: row.get(20)?,
-            s_revision: row.get(21)?,
-            s_cancel_reason: row.get(22)?,
-            s_carrier: row.get(23)?,
-            s_tracking_number: row.get(24)?,
-            s_source_event_id: row.get(25)?,
-            s_ordered_at: row.get(26)?,
-            s_created_at: row.get(27)?,
-            s_updated_at: row.get(28)?,
+            order_id: row.get(order_id)?,
+            event_id: row.get(event_id)?,
+            derived_id: row.get(derived_id)?,
+            event_type: row.get(event_type)?,
+            outcome: row.get(outcome)?,
+            version: row.get(version)?,
+            state: json_column(row, state)?,
+            reason: row.get(reason)?,
+            occurred_at: row.get(occurred_at)?,
+            head_seq: row.get(head_seq)?,
+            current_shipment: row.get(current_shipment)?,
+            operator_status: row.get(operator_status)?,
+            history_removed_at: row.get(history_removed_at)?,
+            s_head_seq: row.get(s_head_seq)?,
+            s_seq: row.get(s_seq)?,
+            s_id: row.get(s_id)?,
+            s_customer_id: row.get(s_customer_id)?,
+            s_items: json_column(row, s_items)?,
+            s_shipping_address: json_column(row, s_shipping_address)?,
+            s_status: row.get(s_status)?,
+            s_version: row.get(s_version)?,
+            s_revision: row.get(s_revision)?,
+            s_cancel_reason: row.get(s_cancel_reason)?,
+            s_carrier: row.get(s_carrier)?,
+            s_tracking_number: row.get(s_tracking_number)?,
+            s_source_event_id: row.get(s_source_event_id)?,
+            s_ordered_at: row.get(s_ordered_at)?,
+            s_created_at: row.get(s_created_at)?,
+            s_updated_at: row.get(s_updated_at)?,
         })
     }
 }

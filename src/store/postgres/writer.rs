@@ -16,7 +16,7 @@ use crate::domain::{Applied, Delivery};
 use crate::store::batch::ApplyBatch;
 use crate::store::dialect::Dialect;
 use crate::store::outbox::{insert_deliveries, insert_outbound};
-use crate::store::rows::{load_sql, LoadRow};
+use crate::store::rows::{load_sql, LoadRow, EVENT_WRITTEN, SHIPMENT_WRITTEN};
 use crate::store::{json_text, StoreError};
 
 /// The batch writer, on a connection of its own (with the planner settings its statements
@@ -203,11 +203,9 @@ fn save_sql(guarded: bool) -> String {
     };
     format!(
         "WITH events AS ( \
-           INSERT INTO processed_events (event_id, derived_id, event_type, order_id, outcome, \
-                                         shipment_id, version, state, reason, occurred_at, \
-                                         in_history, head_seq, received_at) \
+           INSERT INTO processed_events ({EVENT_WRITTEN}) \
            SELECT event_id, derived_id, event_type, order_id, outcome, shipment_id, \
-                  version, state::jsonb, reason, occurred_at, in_history, head_seq, $1 \
+                  version, state::jsonb, reason, occurred_at, $1, in_history, head_seq \
            FROM unnest($2::text[], $3::bool[], $4::text[], $5::text[], $6::text[], $7::uuid[], \
                        $8::int8[], $9::text[], $10::text[], $11::timestamptz[], $12::bool[], \
                        $13::int8[]) \
@@ -223,9 +221,7 @@ fn save_sql(guarded: bool) -> String {
                   revision, cancel_reason, carrier, tracking_number, source_event_id, \
                   ordered_at, created_at, updated_at, head_seq, read_revision, read_head_seq) \
          ), created AS ( \
-           INSERT INTO shipments (id, order_id, customer_id, items, shipping_address, status, \
-                                  version, revision, cancel_reason, carrier, tracking_number, \
-                                  source_event_id, ordered_at, created_at, updated_at, head_seq) \
+           INSERT INTO shipments ({SHIPMENT_WRITTEN}) \
            SELECT id, order_id, customer_id, items::jsonb, shipping_address::jsonb, status, \
                   version, revision, cancel_reason, carrier, tracking_number, \
                   source_event_id, ordered_at, created_at, updated_at, head_seq \

@@ -12,7 +12,7 @@ use crate::domain::{Applied, Delivery};
 use crate::store::batch::ApplyBatch;
 use crate::store::dialect::Dialect;
 use crate::store::outbox::{insert_deliveries, insert_outbound};
-use crate::store::rows::{load_sql, LoadRow};
+use crate::store::rows::{load_sql, LoadColumns, LoadRow, EVENT_WRITTEN, SHIPMENT_WRITTEN};
 use crate::store::{json_text, time_text, StoreError};
 
 pub(super) struct SqliteWriter {
@@ -76,16 +76,18 @@ impl SqliteWriter {
         // what is read below cannot change before the commit.
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let orders = plan::orders_of(deliveries);
-        let rows = tx
-            .prepare_cached(&LOAD)?
+        let mut load = tx.prepare_cached(&LOAD)?;
+        let columns = LoadColumns::of(&load)?;
+        let rows = load
             .query_map(
                 params![
                     json_text(&orders),
                     json_text(&plan::event_ids_of(deliveries)),
                 ],
-                LoadRow::from_sqlite,
+                |row| LoadRow::from_sqlite(row, &columns),
             )?
             .collect::<rusqlite::Result<Vec<_>>>()?;
+        drop(load);
         let now = crate::store::now();
         let plan = plan::plan(deliveries, Loaded::from_rows(rows, &orders)?, now);
         let announced = save(&tx, &plan, now)?;
@@ -94,6 +96,19 @@ impl SqliteWriter {
     }
 }
 
+static INSERT_EVENT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO processed_events ({EVENT_WRITTEN}) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+    )
+});
+static INSERT_SHIPMENT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO shipments ({SHIPMENT_WRITTEN}) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+    )
+});
+
 /// One prepared statement per table, run once per row: calls into the library in this
 /// thread, each cheaper than encoding the rows for one statement. Times are written as text
 /// the way sqlx writes them, since the other connections read and compare them. A shipment
@@ -101,12 +116,7 @@ impl SqliteWriter {
 /// they always hold). Returns how many outbound events were written.
 fn save(conn: &Connection, plan: &Plan<'_>, now: DateTime<Utc>) -> Result<usize, StoreError> {
     let received_at = time_text(now);
-    let mut insert_event = conn.prepare_cached(
-        "INSERT INTO processed_events (event_id, derived_id, event_type, order_id, outcome, \
-                                       shipment_id, version, state, reason, occurred_at, \
-                                       received_at, in_history, head_seq) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-    )?;
+    let mut insert_event = conn.prepare_cached(&INSERT_EVENT)?;
     for row in &plan.events {
         insert_event.execute(params![
             row.event_id,
@@ -136,12 +146,7 @@ fn save(conn: &Connection, plan: &Plan<'_>, now: DateTime<Utc>) -> Result<usize,
             )));
         }
     }
-    let mut insert_shipment = conn.prepare_cached(
-        "INSERT INTO shipments (id, order_id, customer_id, items, shipping_address, status, \
-                                version, revision, cancel_reason, carrier, tracking_number, \
-                                source_event_id, ordered_at, created_at, updated_at, head_seq) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
-    )?;
+    let mut insert_shipment = conn.prepare_cached(&INSERT_SHIPMENT)?;
     let mut update_shipment = conn.prepare_cached(
         "UPDATE shipments SET customer_id = ?3, items = ?4, shipping_address = ?5, \
                 status = ?6, version = ?7, revision = ?8, cancel_reason = ?9, carrier = ?10, \
