@@ -33,6 +33,7 @@ pub async fn run(store: Store, retention: Retention, metrics: Metrics) {
                     tracing::info!(
                         processed_events = removed.processed_events,
                         closed_orders = removed.closed_orders,
+                        shipment_moves = removed.shipment_moves,
                         outbox_events = removed.outbox_events,
                         deliveries = removed.deliveries,
                         delivery_attempts = removed.delivery_attempts,

@@ -1,6 +1,7 @@
-//! Shipments: filtered and searched, page by page; one shipment with its order's history, its
-//! deliveries, and a button for each move its status allows. A move is sent with the revision
-//! the page showed, so a move made from a stale page is refused, never applied blindly.
+//! Shipments: filtered and searched, page by page; one shipment with its order's history, the
+//! moves operators made, its deliveries, and a button for each move its status allows. A move
+//! is sent with the revision the page showed, so a move made from a stale page is refused,
+//! never applied blindly.
 
 use crate::telemetry::traces::current_trace;
 use actix_web::http::StatusCode;
@@ -124,6 +125,7 @@ pub async fn show(
             },
         )
         .await?;
+    let operator_moves = state.store.shipment_moves(id).await?;
     let deliveries = state
         .store
         .deliveries(
@@ -177,6 +179,18 @@ pub async fn show(
                 html! { (e.version.map(|v| v.to_string()).unwrap_or_default()) },
                 html! { (e.outcome.as_str()) },
                 time(e.received_at),
+            ]).collect(),
+        ))
+        h2 { "Operator moves" }
+        (table(
+            &["Revision", "From", "To", "Carrier", "Tracking number", "Moved"],
+            operator_moves.iter().map(|m| vec![
+                html! { (m.revision) },
+                html! { (m.from.as_str()) },
+                html! { (m.to.as_str()) },
+                html! { (m.carrier.as_deref().unwrap_or("—")) },
+                html! { (m.tracking_number.as_deref().unwrap_or("—")) },
+                time(m.moved_at),
             ]).collect(),
         ))
         h2 { "Deliveries" }

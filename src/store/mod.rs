@@ -43,7 +43,7 @@ use std::time::Duration;
 pub use cursor::Cursor;
 pub use deliveries::{AttemptRecord, DeliveryFilter, DeliveryRecord, DeliveryStats};
 pub use error::StoreError;
-pub use operator::Patched;
+pub use operator::{Patched, ShipmentMove};
 pub use page::{Page, PageRequest};
 pub use quarantine::{Arrival, QuarantineEntry, Quarantined};
 pub use queue::{Claim, Claimed};

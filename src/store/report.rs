@@ -61,9 +61,10 @@ const PG_SPLIT: &str = "SELECT v.value, CAST(round(v.freq * c.reltuples) AS BIGI
      ORDER BY v.value";
 
 /// Each table with the time that dates its rows.
-const TABLES: [(&str, &str); 7] = [
+const TABLES: [(&str, &str); 8] = [
     ("shipments", "created_at"),
     ("processed_events", "received_at"),
+    ("shipment_moves", "moved_at"),
     ("outbox_events", "created_at"),
     ("deliveries", "created_at"),
     ("delivery_attempts", "attempted_at"),

@@ -1,6 +1,6 @@
 //! Removing what retention lets go (the rules: `domain::retention`), in small transactions so
 //! that the webhook writer never waits long behind a pass: records that are not part of an
-//! order's history, the histories of closed orders, settled outbound events with their
+//! order's history, the histories of closed orders (their events and operators' moves), settled outbound events with their
 //! deliveries and attempts, quarantined events an operator replayed or discarded. A dry run
 //! counts the same rows the pass would remove.
 
@@ -21,6 +21,7 @@ const CHUNK_EVENTS: i64 = 100;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Removed {
     pub processed_events: u64,
+    pub shipment_moves: u64,
     pub outbox_events: u64,
     pub deliveries: u64,
     pub delivery_attempts: u64,
@@ -31,9 +32,10 @@ pub struct Removed {
 
 impl Removed {
     /// Rows by table, in the order a pass removes them.
-    pub fn by_table(&self) -> [(&'static str, u64); 5] {
+    pub fn by_table(&self) -> [(&'static str, u64); 6] {
         [
             ("processed_events", self.processed_events),
+            ("shipment_moves", self.shipment_moves),
             ("outbox_events", self.outbox_events),
             ("deliveries", self.deliveries),
             ("delivery_attempts", self.delivery_attempts),
@@ -102,9 +104,10 @@ impl Store {
             if orders.is_empty() {
                 break;
             }
-            let (closed, rows) = self.remove_histories(horizon, &orders).await?;
+            let (closed, events, moves) = self.remove_histories(horizon, &orders).await?;
             removed.closed_orders += closed;
-            removed.processed_events += rows;
+            removed.processed_events += events;
+            removed.shipment_moves += moves;
             if (orders.len() as i64) < CHUNK_ORDERS {
                 break;
             }
@@ -206,7 +209,8 @@ impl Store {
     }
 
     /// Removes the histories of `orders` that are still closed and inactive, and whose heads
-    /// are still as read; returns how many orders closed and how many event rows went. Each
+    /// are still as read; returns how many orders closed, and how many event and move rows
+    /// went. Each
     /// order is marked first, its head advanced: a writer that read the order before fails
     /// its write and reads it again (too late now). A writer that recorded an event first
     /// advanced the head, so the mark passes the order by, even where it waited for that
@@ -215,7 +219,7 @@ impl Store {
         &self,
         horizon: DateTime<Utc>,
         orders: &[(String, i64)],
-    ) -> Result<(u64, u64), StoreError> {
+    ) -> Result<(u64, u64, u64), StoreError> {
         let dialect = self.dialect();
         let mark = format!(
             "UPDATE shipments AS s SET history_removed_at = $4, head_seq = s.head_seq + 1 \
@@ -231,6 +235,11 @@ impl Store {
             "DELETE FROM processed_events WHERE order_id IN ({})",
             dialect.json_texts(1)
         );
+        let delete_moves = format!(
+            "DELETE FROM shipment_moves WHERE shipment_id IN ( \
+               SELECT id FROM shipments WHERE order_id IN ({}))",
+            dialect.json_texts(1)
+        );
         let orders_json = json_text(&orders);
         Ok(with_backend!(self, |db| {
             let mut tx = db.begin(Write::Plain).await?;
@@ -241,13 +250,18 @@ impl Store {
                 .bind(super::now())
                 .fetch_all(tx.conn())
                 .await?;
-            let rows = sqlx::query(&delete)
-                .bind(json_text(&marked))
-                .execute(tx.conn())
-                .await?
-                .rows_affected();
+            let closed = marked.len() as u64;
+            let marked = json_text(&marked);
+            let mut rows = [0; 2];
+            for (index, sql) in [&delete, &delete_moves].into_iter().enumerate() {
+                rows[index] = sqlx::query(sql)
+                    .bind(&marked)
+                    .execute(tx.conn())
+                    .await?
+                    .rows_affected();
+            }
             tx.commit().await?;
-            (marked.len() as u64, rows)
+            (closed, rows[0], rows[1])
         }))
     }
 
@@ -323,6 +337,11 @@ impl Store {
                SELECT s.order_id FROM shipments s WHERE {CLOSED_INACTIVE})"
         )
         .replace("{closed}", &dialect.json_texts(2));
+        let moves = format!(
+            "SELECT COUNT(*) FROM shipment_moves WHERE shipment_id IN ( \
+               SELECT s.id FROM shipments s WHERE {CLOSED_INACTIVE})"
+        )
+        .replace("{closed}", &dialect.json_texts(2));
         let outbox = format!("SELECT COUNT(*) FROM outbox_events o WHERE {SETTLED}");
         let deliveries = format!(
             "SELECT COUNT(*) FROM deliveries WHERE event_id IN ( \
@@ -342,8 +361,8 @@ impl Store {
                 .bind(horizon)
                 .fetch_one(&mut *conn)
                 .await?;
-            let mut closed_counts = [0_i64; 2];
-            for (index, sql) in [&closed, &histories].into_iter().enumerate() {
+            let mut closed_counts = [0_i64; 3];
+            for (index, sql) in [&closed, &histories, &moves].into_iter().enumerate() {
                 closed_counts[index] = sqlx::query_scalar(sql)
                     .bind(horizon)
                     .bind(closed_statuses())
@@ -365,6 +384,7 @@ impl Store {
             Removed {
                 quarantine: count(quarantine),
                 processed_events: count(records) + count(closed_counts[1]),
+                shipment_moves: count(closed_counts[2]),
                 outbox_events: count(outbound[0]),
                 deliveries: count(outbound[1]),
                 delivery_attempts: count(outbound[2]),

@@ -12,7 +12,10 @@ use crate::helpers::{order_event, spawn_app, Backend, TestApp, TOKEN};
 use crate::on_both_backends;
 use crate::subscriber::{Answer, Subscriber};
 
-on_both_backends!(an_operator_works_through_every_page_and_action);
+on_both_backends!(
+    an_operator_works_through_every_page_and_action,
+    a_shipments_page_lists_the_moves_operators_made,
+);
 
 /// The pages of the navigation, by their links' names.
 const PAGES: [&str; 6] = [
@@ -339,6 +342,62 @@ async fn the_console_works_without_javascript() {
     browser.click_button("Sign out").await;
     browser.wait_for_text("API token").await;
     browser.close().await;
+}
+
+/// Every change an operator made, in order, with what it set; the order's events apart.
+async fn a_shipments_page_lists_the_moves_operators_made(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let shipment = app.create_shipment("ORD-MOVES").await;
+    for body in [
+        json!({"status": "packed"}),
+        json!({"status": "shipped", "carrier": "DHL", "tracking_number": "JD1"}),
+        json!({"tracking_number": "JD2"}),
+    ] {
+        let response = app
+            .call(
+                Method::PATCH,
+                &format!("/shipments/{shipment}"),
+                Some(&body),
+            )
+            .await;
+        assert_eq!(response.status(), 200);
+    }
+    let address = app.url("");
+    let (cookie, _) = set_cookie(
+        &sign_in_over_http(&address, TOKEN, "http").await,
+        "console_session",
+    );
+
+    let html = page(&address, &format!("/console/shipments/{shipment}"), &cookie)
+        .await
+        .text()
+        .await
+        .unwrap();
+
+    let start = html.find("Operator moves").expect("a section of moves");
+    let moves = &html[start..start + html[start..].find("<h2>Deliveries").unwrap()];
+    let rows: Vec<Vec<String>> = moves
+        .split("<tr>")
+        .skip(2)
+        .map(|row| {
+            row.split("<td data-label=")
+                .skip(1)
+                .take(5)
+                .map(|cell| {
+                    let text = &cell[cell.find('>').unwrap() + 1..];
+                    text[..text.find("</td>").unwrap()].to_owned()
+                })
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ["2", "pending", "packed", "—", "—"],
+            ["3", "packed", "shipped", "DHL", "JD1"],
+            ["4", "shipped", "shipped", "DHL", "JD2"],
+        ]
+    );
 }
 
 /// The hidden CSRF token of the first form on `html`.

@@ -207,6 +207,9 @@ async fn prune_counts_then_removes_what_retention_lets_go(backend: Backend) {
     post(&app, &with_id(order_event("ORD-PRUNE"), "evt-1")).await;
     post(&app, &with_id(order_event("ORD-PRUNE"), "evt-2")).await;
     post(&app, &json!({"event_type": "order.noted", "data": {}})).await;
+    // A closed order: its history goes, its creation and the operator's move.
+    let moved = app.create_shipment("ORD-MOVED").await;
+    patch(&app, &moved, json!({"status": "cancelled"})).await;
     let url = app.db.url.clone();
     let env = [("DATABASE_URL", url.as_str()), ("RETENTION", "1s")];
 
@@ -214,10 +217,11 @@ async fn prune_counts_then_removes_what_retention_lets_go(backend: Backend) {
         let output = run_command(&["prune", "--dry-run"], &env).await;
         assert!(output.status.success(), "{output:?}");
         assert!(String::from_utf8_lossy(&output.stdout).starts_with("would remove"));
-        printed(&output, "processed_events") == Some(2)
+        printed(&output, "processed_events") == Some(3)
+            && printed(&output, "shipment_moves") == Some(1)
     })
     .await;
-    assert_eq!(app.db.count_events().await, 3, "a dry run removes nothing");
+    assert_eq!(app.db.count_events().await, 4, "a dry run removes nothing");
 
     let pruned = run_command(&["prune"], &env).await;
     let again = run_command(&["prune"], &env).await;
@@ -228,10 +232,15 @@ async fn prune_counts_then_removes_what_retention_lets_go(backend: Backend) {
     .await;
 
     assert!(pruned.status.success(), "{pruned:?}");
-    assert_eq!(printed(&pruned, "processed_events"), Some(2));
+    assert_eq!(printed(&pruned, "processed_events"), Some(3));
+    assert_eq!(printed(&pruned, "shipment_moves"), Some(1));
     assert_eq!(printed(&pruned, "outbox_events"), Some(0));
     assert_eq!(printed(&again, "processed_events"), Some(0));
     assert_eq!(app.db.count_events().await, 1);
+    assert_eq!(
+        app.db.scalar("SELECT COUNT(*) FROM shipment_moves").await,
+        0
+    );
     assert!(!off.status.success());
     assert!(String::from_utf8_lossy(&off.stderr).contains("RETENTION is off"));
 }
@@ -363,7 +372,8 @@ async fn postgres_a_pass_vacuums_what_it_removed_where_autovacuum_is_off() {
 }
 
 /// The SQL a pass runs lets go exactly what the domain's rules accept
-/// (`domain::retention::forgets_record` and `forgets_history`), over orders in every state:
+/// (`domain::retention::forgets_record` and `forgets_history`, the latter for an order's events
+/// and its operators' moves), over orders in every state:
 /// open and closed (by an operator's move), with duplicates and ignored records, some of each
 /// last touched long before the horizon and some just now. Drawn from a seed, printed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -465,6 +475,17 @@ async fn postgres_a_pass_removes_what_the_domains_rules_accept() {
         .map(|(seq, ..)| *seq)
         .collect();
     expected.sort();
+    let moves_of =
+        "SELECT s.order_id FROM shipment_moves m JOIN shipments s ON s.id = m.shipment_id \
+                    ORDER BY m.seq";
+    let moves: Vec<String> = sqlx::query_scalar(moves_of)
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    let expected_moves: Vec<&String> = moves
+        .iter()
+        .filter(|order| !forgotten_orders.contains(&order.as_str()))
+        .collect();
 
     let url = app.db.url.clone();
     let pruned = run_command(
@@ -479,6 +500,15 @@ async fn postgres_a_pass_removes_what_the_domains_rules_accept() {
         .unwrap();
     kept.sort();
     assert_eq!(kept, expected, "seed {seed}");
+    let kept_moves: Vec<String> = sqlx::query_scalar(moves_of)
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        kept_moves.iter().collect::<Vec<_>>(),
+        expected_moves,
+        "seed {seed}"
+    );
     assert!(
         expected.len() < records.len() && !expected.is_empty(),
         "the draw removed some and kept some"
