@@ -25,13 +25,13 @@ pub(super) fn insert_outbound(select: &str) -> String {
 /// written (a shipment's later change gets a later delivery). The one place that says which
 /// subscription is owed what.
 pub(super) fn insert_deliveries(dialect: Dialect, events: &str) -> String {
-    let (new_id, wants) = match dialect {
-        Dialect::Sqlite => (
-            "randomblob(16)",
-            "EXISTS (SELECT 1 FROM json_each(s.event_types) AS t WHERE t.value = e.event_type)",
-        ),
-        Dialect::Postgres => ("gen_random_uuid()", "s.event_types ? e.event_type"),
+    let wants = match dialect {
+        Dialect::Sqlite => {
+            "EXISTS (SELECT 1 FROM json_each(s.event_types) AS t WHERE t.value = e.event_type)"
+        }
+        Dialect::Postgres => "s.event_types ? e.event_type",
     };
+    let new_id = dialect.new_uuid();
     format!(
         "INSERT INTO deliveries (id, event_id, subscription_id, shipment_id, status, attempts, \
                                  next_attempt_at, created_at, updated_at) \

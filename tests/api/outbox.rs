@@ -113,6 +113,16 @@ async fn a_failing_subscriber_is_retried_honouring_retry_after(backend: Backend)
         .map(|attempt| attempt["status_code"].clone())
         .collect();
     assert_eq!(codes, [json!(503), json!(429), json!(200)]);
+    // Delivery ids are UUIDv7 of their creation time: made together, they share index pages.
+    let uuid = uuid::Uuid::parse_str(&id).unwrap();
+    let (seconds, _) = uuid.get_timestamp().expect("a UUIDv7").to_unix();
+    let created: chrono::DateTime<chrono::Utc> =
+        delivery["created_at"].as_str().unwrap().parse().unwrap();
+    assert_eq!(uuid.get_version_num(), 7);
+    assert!(
+        (created.timestamp() - seconds as i64).abs() <= 1,
+        "{id} {created}"
+    );
     let times: Vec<chrono::DateTime<chrono::Utc>> = delivery["attempts"]
         .as_array()
         .unwrap()
