@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::outbox::{insert_deliveries, insert_outbound};
-use super::rows::{ShipmentRow, SHIPMENT_COLUMNS};
+use super::rows::{status, ShipmentRow, SHIPMENT_COLUMNS};
 use super::{Store, StoreError, Write};
 use crate::domain::{
     IllegalMove, OutboundEvent, Shipment, ShipmentPatch, ShipmentStatus, TraceContext,
@@ -54,10 +54,6 @@ impl TryFrom<MoveRow> for ShipmentMove {
     type Error = StoreError;
 
     fn try_from(row: MoveRow) -> Result<ShipmentMove, StoreError> {
-        let status = |text: &str| {
-            ShipmentStatus::parse(text)
-                .ok_or_else(|| StoreError::corrupt(format!("unknown shipment status {text:?}")))
-        };
         Ok(ShipmentMove {
             revision: row.revision,
             from: status(&row.from_status)?,

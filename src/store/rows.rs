@@ -434,7 +434,7 @@ impl LoadRow {
     }
 }
 
-fn status(text: &str) -> Result<ShipmentStatus, StoreError> {
+pub(super) fn status(text: &str) -> Result<ShipmentStatus, StoreError> {
     ShipmentStatus::parse(text)
         .ok_or_else(|| StoreError::corrupt(format!("unknown status {text:?}")))
 }

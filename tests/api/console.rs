@@ -353,14 +353,7 @@ async fn a_shipments_page_lists_the_moves_operators_made(backend: Backend) {
         json!({"status": "shipped", "carrier": "DHL", "tracking_number": "JD1"}),
         json!({"tracking_number": "JD2"}),
     ] {
-        let response = app
-            .call(
-                Method::PATCH,
-                &format!("/shipments/{shipment}"),
-                Some(&body),
-            )
-            .await;
-        assert_eq!(response.status(), 200);
+        assert_eq!(app.patch_shipment(&shipment, &body).await.status(), 200);
     }
     let address = app.url("");
     let (cookie, _) = set_cookie(

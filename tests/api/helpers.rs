@@ -462,6 +462,16 @@ impl TestApp {
     }
 
     /// A REST call with the bearer token and, when given, a JSON body.
+    /// An operator's PATCH of a shipment.
+    pub async fn patch_shipment(&self, shipment: &str, body: &Value) -> reqwest::Response {
+        self.call(
+            reqwest::Method::PATCH,
+            &format!("/shipments/{shipment}"),
+            Some(body),
+        )
+        .await
+    }
+
     pub async fn call(
         &self,
         method: reqwest::Method,

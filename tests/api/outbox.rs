@@ -31,12 +31,7 @@ async fn subscribed(app: &TestApp) -> (Subscriber, String) {
 }
 
 async fn patch(app: &TestApp, shipment: &str, body: Value) -> reqwest::Response {
-    app.call(
-        Method::PATCH,
-        &format!("/shipments/{shipment}"),
-        Some(&body),
-    )
-    .await
+    app.patch_shipment(shipment, &body).await
 }
 
 async fn every_change_is_delivered_in_order_and_signed_both_ways(backend: Backend) {

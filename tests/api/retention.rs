@@ -4,7 +4,6 @@
 //! stay; later events of a closed order are too late. `prune` does a pass by hand.
 
 use futures_util::StreamExt;
-use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::helpers::{
@@ -35,14 +34,7 @@ async fn post(app: &TestApp, event: &Value) -> (u16, Value) {
 }
 
 async fn patch(app: &TestApp, shipment: &str, body: Value) {
-    let response = app
-        .call(
-            Method::PATCH,
-            &format!("/shipments/{shipment}"),
-            Some(&body),
-        )
-        .await;
-    assert_eq!(response.status(), 200);
+    assert_eq!(app.patch_shipment(shipment, &body).await.status(), 200);
 }
 
 fn with_id(mut event: Value, id: &str) -> Value {
