@@ -1,4 +1,4 @@
--- The physical limit of the service's per-event work on PostgreSQL (PRODUCT.md section 7):
+-- The physical limit of the service's per-event work on PostgreSQL:
 -- record the event id, create the shipment, one statement, one durable commit, on a minimal
 -- two-table schema. Run by pgbench -M prepared, without a per-transaction log.
 WITH e AS (
