@@ -54,6 +54,20 @@ impl Dialect {
         }
     }
 
+    /// What an `UPDATE … FROM` the [`Dialect::json_rows`] of `$n` needs beside its join on
+    /// `column` = the UUID at index `field` of each row, so that each row is visited once:
+    /// on PostgreSQL the UUIDs again as a list (see [`Dialect::in_json_uuids`]); on SQLite
+    /// nothing, since there a list makes it search the array once for every row it finds.
+    pub fn probe_json_rows(self, column: &str, n: u8, field: u8) -> String {
+        match self {
+            Dialect::Sqlite => String::new(),
+            Dialect::Postgres => format!(
+                "AND {column} = ANY(ARRAY(SELECT (value ->> {field})::uuid \
+                                          FROM jsonb_array_elements(${n}::jsonb) AS v(value)))"
+            ),
+        }
+    }
+
     /// The strings of the JSON array `$n`, as a list.
     pub fn json_texts(self, n: u8) -> String {
         match self {

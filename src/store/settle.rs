@@ -59,15 +59,14 @@ impl Store {
                  last_error = r.error, updated_at = $2 \
              FROM (SELECT {} AS rid, {} AS rclaim, value ->> 1 AS status, {} AS attempts, \
                           {} AS next_attempt_at, value ->> 3 AS error FROM {}) AS r \
-             WHERE deliveries.id = r.rid AND deliveries.claim = r.rclaim AND {} \
+             WHERE deliveries.id = r.rid AND deliveries.claim = r.rclaim {} \
              RETURNING id",
             sql.uuid("value ->> 0"),
             sql.uuid("value ->> 5"),
             sql.cast("value ->> 2", "int"),
             sql.time("value ->> 4"),
             sql.json_rows(1),
-            // The ids again, as a list: see `in_json_uuids`.
-            sql.in_json_uuids("deliveries.id", 3),
+            sql.probe_json_rows("deliveries.id", 1, 0),
         );
         let attempts = format!(
             "INSERT INTO delivery_attempts (delivery_id, attempted_at, status_code, error, \
@@ -98,14 +97,11 @@ impl Store {
             sql.in_json_uuids("id", 1)
         );
         let fail_waiting = fail_waiting_sql(sql, true);
-        let mut ids = Vec::new();
         let mut updates = Vec::new();
         let mut subscriptions = Vec::new();
         for settled in settlements {
-            let id = settled.id.simple().to_string();
-            ids.push(id.clone());
             updates.push(serde_json::json!([
-                id,
+                settled.id.simple().to_string(),
                 settled.status.as_str(),
                 settled.attempts,
                 settled.error,
@@ -127,7 +123,6 @@ impl Store {
             let held: HashSet<Uuid> = sqlx::query_scalar(&update)
                 .bind(json_text(&updates))
                 .bind(now)
-                .bind(json_text(&ids))
                 .fetch_all(tx.conn())
                 .await?
                 .into_iter()
