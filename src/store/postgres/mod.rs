@@ -63,24 +63,25 @@ impl PgStore {
         // The server gives up on a statement (a lock wait included) when the writer would:
         // nothing keeps a connection busy after its batch was answered 503.
         let deadline = format!("{}ms", COMMIT_DEADLINE.as_millis());
+        // No JIT: the service's statements touch a few rows by key, but the dispatcher's
+        // claim is estimated past `jit_above_cost` and paid ~10 ms of compilation for a
+        // millisecond of work, every round.
         let pooled = options
             .clone()
-            .options([("statement_timeout", deadline.as_str())]);
+            .options([("statement_timeout", deadline.as_str()), ("jit", "off")]);
         // The batch writer's statements read rows by key. Until autovacuum has analysed the
         // tables, the planner guesses hundreds of rows per key and would scan whole tables or
         // hash every shipment to join a batch's few orders, a cost that grows with the tables:
-        // on the writer's connection it is told not to. That makes the one real scan (of the
-        // few subscriptions) look expensive enough to be JIT-compiled, a compilation that
-        // costs far more than the scan: no JIT there either. Its statements' plans do not
-        // depend on the values in their arrays, and planning the batch statement anew each
-        // time would cost more than executing it: the writer plans each statement once.
+        // on the writer's connection it is told not to (which makes the one real scan, of the
+        // few subscriptions, look expensive: another reason for no JIT). Its statements' plans
+        // do not depend on the values in their arrays, and planning the batch statement anew
+        // each time would cost more than executing it: the writer plans each statement once.
         let writer = pooled.clone().options([
             ("plan_cache_mode", "force_generic_plan"),
             ("enable_seqscan", "off"),
             ("enable_hashjoin", "off"),
             ("enable_mergejoin", "off"),
             ("max_parallel_workers_per_gather", "0"),
-            ("jit", "off"),
         ]);
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS))
