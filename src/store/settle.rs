@@ -53,21 +53,7 @@ impl Store {
             sql.in_json_uuids("id", 1),
             sql.lock_rows()
         );
-        let update = format!(
-            "UPDATE deliveries SET status = r.status, attempts = r.attempts, \
-                 next_attempt_at = r.next_attempt_at, leased_until = NULL, claim = NULL, \
-                 last_error = r.error, updated_at = $2 \
-             FROM (SELECT {} AS rid, {} AS rclaim, value ->> 1 AS status, {} AS attempts, \
-                          {} AS next_attempt_at, value ->> 3 AS error FROM {}) AS r \
-             WHERE deliveries.id = r.rid AND deliveries.claim = r.rclaim {} \
-             RETURNING id",
-            sql.uuid("value ->> 0"),
-            sql.uuid("value ->> 5"),
-            sql.cast("value ->> 2", "int"),
-            sql.time("value ->> 4"),
-            sql.json_rows(1),
-            sql.probe_json_rows("deliveries.id", 1, 0),
-        );
+        let update = record_results_sql(sql);
         let attempts = format!(
             "INSERT INTO delivery_attempts (delivery_id, attempted_at, status_code, error, \
                                             duration_ms) \
@@ -279,6 +265,27 @@ impl SettleEffects {
     }
 }
 
+/// Writes each result (the JSON rows `$1`: id, status, attempts, error, next attempt, claim)
+/// over its delivery while the result's claim holds it, and returns the ids written; `$2` is
+/// now. Each result finds its delivery by id, once.
+fn record_results_sql(sql: super::dialect::Dialect) -> String {
+    format!(
+        "UPDATE deliveries SET status = r.status, attempts = r.attempts, \
+             next_attempt_at = r.next_attempt_at, leased_until = NULL, claim = NULL, \
+             last_error = r.error, updated_at = $2 \
+         FROM (SELECT {} AS rid, {} AS rclaim, value ->> 1 AS status, {} AS attempts, \
+                      {} AS next_attempt_at, value ->> 3 AS error FROM {}) AS r \
+         WHERE deliveries.id = r.rid AND deliveries.claim = r.rclaim {} \
+         RETURNING id",
+        sql.uuid("value ->> 0"),
+        sql.uuid("value ->> 5"),
+        sql.cast("value ->> 2", "int"),
+        sql.time("value ->> 4"),
+        sql.json_rows(1),
+        sql.probe_json_rows("deliveries.id", 1, 0),
+    )
+}
+
 /// Fails the pending deliveries of inactive subscriptions (of those in the JSON list `$2`
 /// when `scoped`), with why in `last_error`; `$1` is now. Their claims stay: an attempt in
 /// flight still writes back what it got.
@@ -296,4 +303,38 @@ pub(super) fn fail_waiting_sql(sql: super::dialect::Dialect, scoped: bool) -> St
          WHERE status = 'pending' \
            AND subscription_id IN (SELECT id FROM subscriptions WHERE NOT active {scope})"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::dialect::Dialect;
+
+    /// SQLite's plan of a statement, one line per step, on the schema the migrations make.
+    fn sqlite_plan(sql: &str) -> Vec<String> {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        for migration in sqlx::migrate!("migrations/sqlite").iter() {
+            conn.execute_batch(&migration.sql).unwrap();
+        }
+        let mut explain = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let nulls = vec![rusqlite::types::Null; explain.parameter_count()];
+        explain
+            .query_map(rusqlite::params_from_iter(nulls), |row| row.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn sqlite_reads_a_settlements_results_once_and_finds_each_delivery_by_id() {
+        // Not the deliveries of the round first with a scan of the results for each, which
+        // made a settlement's cost grow with the square of its size.
+        assert_eq!(
+            sqlite_plan(&record_results_sql(Dialect::Sqlite)),
+            [
+                "SCAN json_each VIRTUAL TABLE INDEX 1:",
+                "SEARCH deliveries USING INDEX sqlite_autoindex_deliveries_1 (id=?)",
+            ]
+        );
+    }
 }
