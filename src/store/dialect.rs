@@ -68,6 +68,20 @@ impl Dialect {
         }
     }
 
+    /// `column` is one of the texts at index `field` of the rows of the JSON array `$n` (as
+    /// [`Dialect::in_json_uuids`]).
+    pub fn in_json_field(self, column: &str, n: u8, field: u8) -> String {
+        match self {
+            Dialect::Sqlite => {
+                format!("{column} IN (SELECT value ->> {field} FROM json_each(${n}))")
+            }
+            Dialect::Postgres => format!(
+                "{column} = ANY(ARRAY(SELECT value ->> {field} \
+                                      FROM jsonb_array_elements(${n}::jsonb) AS v(value)))"
+            ),
+        }
+    }
+
     /// The strings of the JSON array `$n`, as a list.
     pub fn json_texts(self, n: u8) -> String {
         match self {
@@ -118,6 +132,16 @@ impl Dialect {
             Dialect::Postgres => {
                 format!("to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI')")
             }
+        }
+    }
+
+    /// Reads a table along `index` on SQLite (`INDEXED BY`, which fails the statement if the
+    /// index cannot serve it): a planner without statistics can pick an index that reads far
+    /// more. PostgreSQL plans from its statistics.
+    pub fn indexed_by(self, index: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("INDEXED BY {index}"),
+            Dialect::Postgres => String::new(),
         }
     }
 

@@ -247,3 +247,20 @@ impl Store {
         with_backend!(self, |db| db.dialect())
     }
 }
+
+/// SQLite's plan of a statement, one line per step, on the schema the migrations make: the
+/// store's tests hold the statements whose cost must not grow with the tables to theirs.
+#[cfg(test)]
+fn sqlite_plan(sql: &str) -> Vec<String> {
+    let conn = rusqlite::Connection::open_in_memory().unwrap();
+    for migration in sqlx::migrate!("migrations/sqlite").iter() {
+        conn.execute_batch(&migration.sql).unwrap();
+    }
+    let mut explain = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+    let nulls = vec![rusqlite::types::Null; explain.parameter_count()];
+    explain
+        .query_map(rusqlite::params_from_iter(nulls), |row| row.get(3))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}

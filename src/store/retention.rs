@@ -7,6 +7,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::dialect::Dialect;
 use super::{json_text, Store, StoreError, Write};
 use crate::domain::{DeliveryStatus, ShipmentStatus};
 
@@ -192,11 +193,7 @@ impl Store {
         &self,
         horizon: DateTime<Utc>,
     ) -> Result<Vec<(String, i64)>, StoreError> {
-        let sql = format!(
-            "SELECT s.order_id, s.head_seq FROM shipments s WHERE {CLOSED_INACTIVE} \
-             ORDER BY s.updated_at LIMIT $3"
-        )
-        .replace("{closed}", &self.dialect().json_texts(2));
+        let sql = closed_orders_sql(self.dialect());
         Ok(with_backend!(self, |db| {
             let mut conn = db.reader().await?;
             sqlx::query_as(&sql)
@@ -221,16 +218,7 @@ impl Store {
         orders: &[(String, i64)],
     ) -> Result<(u64, u64, u64), StoreError> {
         let dialect = self.dialect();
-        let mark = format!(
-            "UPDATE shipments AS s SET history_removed_at = $4, head_seq = s.head_seq + 1 \
-             WHERE {CLOSED_INACTIVE} \
-               AND EXISTS (SELECT 1 FROM {} WHERE value ->> 0 = s.order_id \
-                                            AND {} = s.head_seq) \
-             RETURNING order_id",
-            dialect.json_rows(3),
-            dialect.cast("value ->> 1", "bigint"),
-        )
-        .replace("{closed}", &dialect.json_texts(2));
+        let mark = mark_closed_sql(dialect);
         let delete = format!(
             "DELETE FROM processed_events WHERE order_id IN ({})",
             dialect.json_texts(1)
@@ -394,6 +382,36 @@ impl Store {
     }
 }
 
+/// Up to `$3` shipments that [`CLOSED_INACTIVE`] accepts, the longest untouched first, with
+/// their heads. Read along the index of the shipments that still have their history: every
+/// closed shipment stays forever, and SQLite, which has no statistics, would otherwise read
+/// all of them by status for each chunk.
+fn closed_orders_sql(dialect: Dialect) -> String {
+    format!(
+        "SELECT s.order_id, s.head_seq FROM shipments AS s {} WHERE {CLOSED_INACTIVE} \
+         ORDER BY s.updated_at LIMIT $3",
+        dialect.indexed_by("shipments_history_kept_idx"),
+    )
+    .replace("{closed}", &dialect.json_texts(2))
+}
+
+/// Marks the orders of the JSON rows `$3` (order id, head as read) whose shipments
+/// [`CLOSED_INACTIVE`] still accepts with their heads unchanged; `$4` is now. Each found by
+/// its order id, under the write lock: never a read of every closed shipment.
+fn mark_closed_sql(dialect: Dialect) -> String {
+    format!(
+        "UPDATE shipments AS s SET history_removed_at = $4, head_seq = s.head_seq + 1 \
+         WHERE {} AND {CLOSED_INACTIVE} \
+           AND EXISTS (SELECT 1 FROM {} WHERE value ->> 0 = s.order_id \
+                                        AND {} = s.head_seq) \
+         RETURNING order_id",
+        dialect.in_json_field("s.order_id", 3, 0),
+        dialect.json_rows(3),
+        dialect.cast("value ->> 1", "bigint"),
+    )
+    .replace("{closed}", &dialect.json_texts(2))
+}
+
 /// [`domain::retention::forgets_record`](crate::domain::retention::forgets_record) in SQL: a
 /// recorded event outside its order's history, received before the horizon `$1`.
 const RECORD: &str = "NOT in_history AND received_at < $1";
@@ -422,4 +440,26 @@ const RESOLVED: &str = "resolved_at IS NOT NULL AND resolved_at < $1";
 /// The statuses of a closed shipment, as the JSON list the statements take.
 fn closed_statuses() -> String {
     json_text(&ShipmentStatus::CLOSED.map(ShipmentStatus::as_str))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sqlite_plan;
+
+    #[test]
+    fn sqlite_finds_closed_orders_among_the_shipments_that_keep_their_history() {
+        assert_eq!(
+            sqlite_plan(&closed_orders_sql(Dialect::Sqlite))[0],
+            "SEARCH s USING INDEX shipments_history_kept_idx (updated_at<?)"
+        );
+    }
+
+    #[test]
+    fn sqlite_marks_each_closed_order_by_its_id() {
+        assert_eq!(
+            sqlite_plan(&mark_closed_sql(Dialect::Sqlite))[0],
+            "SEARCH s USING INDEX sqlite_autoindex_shipments_2 (order_id=?)"
+        );
+    }
 }

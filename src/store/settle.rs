@@ -309,21 +309,7 @@ pub(super) fn fail_waiting_sql(sql: super::dialect::Dialect, scoped: bool) -> St
 mod tests {
     use super::*;
     use crate::store::dialect::Dialect;
-
-    /// SQLite's plan of a statement, one line per step, on the schema the migrations make.
-    fn sqlite_plan(sql: &str) -> Vec<String> {
-        let conn = rusqlite::Connection::open_in_memory().unwrap();
-        for migration in sqlx::migrate!("migrations/sqlite").iter() {
-            conn.execute_batch(&migration.sql).unwrap();
-        }
-        let mut explain = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
-        let nulls = vec![rusqlite::types::Null; explain.parameter_count()];
-        explain
-            .query_map(rusqlite::params_from_iter(nulls), |row| row.get(3))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap()
-    }
+    use crate::store::sqlite_plan;
 
     #[test]
     fn sqlite_reads_a_settlements_results_once_and_finds_each_delivery_by_id() {
