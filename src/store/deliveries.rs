@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::page::paginate;
+use super::page::{filter, paginate};
 use super::{Page, PageRequest, Store, StoreError, Write};
 use crate::domain::DeliveryStatus;
 
@@ -97,23 +97,26 @@ const DELIVERY_COLUMNS: &str = "d.seq, d.id, d.event_id, o.event_type, d.subscri
 impl Store {
     pub async fn deliveries(
         &self,
-        filter: &DeliveryFilter,
+        filter_by: &DeliveryFilter,
         page: PageRequest,
     ) -> Result<Page<DeliveryRecord>, StoreError> {
         let sql = format!(
             "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN outbox_events o ON o.id = d.event_id \
-             WHERE ($1 IS NULL OR d.subscription_id = $1) AND ($2 IS NULL OR d.status = $2) \
-               AND ($3 IS NULL OR d.seq < $3) AND ($5 IS NULL OR d.shipment_id = $5) \
-             ORDER BY d.seq DESC LIMIT $4"
+             WHERE {} AND {} AND {} AND {} \
+             ORDER BY d.seq DESC LIMIT $4",
+            filter(filter_by.subscription_id.is_some(), "d.subscription_id = $1", 1),
+            filter(filter_by.status.is_some(), "d.status = $2", 2),
+            page.before("d.seq", 3),
+            filter(filter_by.shipment_id.is_some(), "d.shipment_id = $5", 5),
         );
         let rows: Vec<DeliveryRow> = with_backend!(self, |db| {
             let mut conn = db.reader().await?;
             sqlx::query_as(&sql)
-                .bind(filter.subscription_id)
-                .bind(filter.status.map(DeliveryStatus::as_str))
+                .bind(filter_by.subscription_id)
+                .bind(filter_by.status.map(DeliveryStatus::as_str))
                 .bind(page.before_seq())
                 .bind(page.fetch())
-                .bind(filter.shipment_id)
+                .bind(filter_by.shipment_id)
                 .fetch_all(&mut *conn)
                 .await?
         });

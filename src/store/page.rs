@@ -15,6 +15,11 @@ impl PageRequest {
         self.after.map(|cursor| cursor.before_seq)
     }
 
+    /// The condition that keeps the rows before the cursor, whose position is `$n`.
+    pub(super) fn before(&self, column: &str, n: u8) -> String {
+        filter(self.after.is_some(), &format!("{column} < ${n}"), n)
+    }
+
     /// How many rows to fetch: one more than the page, to learn whether another follows.
     pub(super) fn fetch(&self) -> i64 {
         i64::from(self.limit) + 1
@@ -25,6 +30,19 @@ impl PageRequest {
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next: Option<Cursor>,
+}
+
+/// `condition` when its filter is given, else `$n IS NULL` (the filter's parameter, bound as
+/// NULL): each combination of filters is a statement of its own, planned along the index of
+/// the filters it has. One statement of `($n IS NULL OR condition)` for all of them is planned
+/// without them and reads past every row a filter turns away (SQLite always, PostgreSQL once
+/// it keeps a generic plan).
+pub(super) fn filter(given: bool, condition: &str, n: u8) -> String {
+    if given {
+        condition.to_owned()
+    } else {
+        format!("${n} IS NULL")
+    }
 }
 
 /// Splits off the extra row fetched to learn whether another page follows.

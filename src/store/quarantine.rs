@@ -7,7 +7,7 @@ use serde_json::Value;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::page::paginate;
+use super::page::{filter, paginate};
 use super::{Page, PageRequest, Store, StoreError, Write};
 use crate::config::QuarantineLimits;
 use crate::domain::quarantine::entry_key;
@@ -181,9 +181,10 @@ impl Store {
         page: PageRequest,
     ) -> Result<Page<QuarantineEntry>, StoreError> {
         let sql = format!(
-            "SELECT {ENTRY_COLUMNS}, NULL AS body FROM quarantine \
-             WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR seq < $2) \
-             ORDER BY seq DESC LIMIT $3"
+            "SELECT {ENTRY_COLUMNS}, NULL AS body FROM quarantine WHERE {} AND {} \
+             ORDER BY seq DESC LIMIT $3",
+            filter(status.is_some(), "status = $1", 1),
+            page.before("seq", 2),
         );
         let rows: Vec<EntryRow> = with_backend!(self, |db| {
             let mut conn = db.reader().await?;
