@@ -140,7 +140,12 @@ impl Dispatcher {
                 }
                 claim = Some(Box::pin(self.refill(
                     CLAIMED - slots.held(),
-                    pauses.hold_back(slots.held_by_subscription(), Instant::now()),
+                    pauses.hold_back(
+                        slots.held_by_subscription(),
+                        Instant::now(),
+                        self.share * HELD_SHARES,
+                        self.share,
+                    ),
                     std::mem::take(&mut fan_out),
                     sweep,
                 )));

@@ -1,8 +1,9 @@
 //! Subscriptions that only fail are left alone for a while: one refused connection need not
 //! mean a hundred more this second, each settled through the database the webhooks need. A
 //! round of results in which nothing reached a subscription pauses its new attempts, twice
-//! as long each time up to [`LONGEST`]; one delivery ends the pause. Per instance, in memory:
-//! a restart or another instance tries again at once, which costs one round.
+//! as long each time up to [`LONGEST`]; between pauses it is tried with one share of its
+//! deliveries, not a whole claim's; one delivery ends it all. Per instance, in memory: a
+//! restart or another instance tries again at once, which costs one round.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -55,12 +56,23 @@ impl Pauses {
     }
 
     /// `held` with every paused subscription full, so that a claim takes none of its
-    /// deliveries.
-    pub fn hold_back(&self, mut held: HashMap<Uuid, u32>, now: Instant) -> HashMap<Uuid, u32> {
+    /// deliveries, and every other one that has failed since its last delivery holding at
+    /// least `cap` less `probe`, so that a claim takes at most `probe` of them.
+    pub fn hold_back(
+        &self,
+        mut held: HashMap<Uuid, u32>,
+        now: Instant,
+        cap: u32,
+        probe: u32,
+    ) -> HashMap<Uuid, u32> {
         for subscription in self.paused.keys() {
-            if self.is_paused(subscription, now) {
-                held.insert(*subscription, u32::MAX);
-            }
+            let floor = if self.is_paused(subscription, now) {
+                u32::MAX
+            } else {
+                cap.saturating_sub(probe)
+            };
+            let entry = held.entry(*subscription).or_default();
+            *entry = (*entry).max(floor);
         }
         held
     }
@@ -88,7 +100,8 @@ mod tests {
     }
 
     #[test]
-    fn a_subscription_that_only_fails_waits_longer_each_round_until_one_delivery() {
+    fn a_subscription_that_only_fails_waits_longer_each_round_and_gets_one_share_until_one_delivery(
+    ) {
         let (down, up) = (Uuid::from_u128(1), Uuid::from_u128(2));
         let now = Instant::now();
         let mut pauses = Pauses::default();
@@ -110,8 +123,13 @@ mod tests {
         }
         assert!(pauses.is_paused(&down, now + LONGEST - Duration::from_millis(1)));
         assert!(!pauses.is_paused(&down, now + LONGEST));
-        let held = pauses.hold_back(HashMap::from([(up, 3)]), now);
+        let held = pauses.hold_back(HashMap::from([(up, 3)]), now, 256, 8);
         assert_eq!(held, HashMap::from([(up, 3), (down, u32::MAX)]));
+        // Between pauses, one share.
+        let held = pauses.hold_back(HashMap::from([(down, 2)]), now + LONGEST, 256, 8);
+        assert_eq!(held, HashMap::from([(down, 248)]));
+        let held = pauses.hold_back(HashMap::from([(down, 250)]), now + LONGEST, 256, 8);
+        assert_eq!(held, HashMap::from([(down, 250)]));
 
         pauses.record(&[result(down, DeliveryStatus::Delivered)], now);
         assert!(!pauses.is_paused(&down, now));

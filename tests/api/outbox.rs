@@ -2,13 +2,14 @@
 //! shipment, signed so that a receiver of the contract's section 3 accepts it; failures are
 //! retried with the seed's policy, and operators can see and replay deliveries.
 
-use std::time::Duration;
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    assert_problem, lifecycle_event, spawn_app, spawn_app_with, Backend, TestApp,
+    assert_problem, check_deadline, lifecycle_event, spawn_app, spawn_app_with, Backend, TestApp,
 };
 use crate::on_both_backends;
 use crate::subscriber::{Answer, Subscriber};
@@ -16,6 +17,7 @@ use crate::subscriber::{Answer, Subscriber};
 on_both_backends!(
     every_change_is_delivered_in_order_and_signed_both_ways,
     a_failing_subscriber_is_retried_honouring_retry_after,
+    a_failing_subscriber_is_tried_a_share_at_a_time,
     a_client_error_fails_at_once_and_retry_delivers_it,
     gone_deactivates_the_subscription,
     after_its_retries_a_delivery_fails_and_recover_queues_it_again,
@@ -169,6 +171,46 @@ async fn only_delivery(app: &TestApp) -> String {
         crate::helpers::check_deadline(deadline, "a delivery");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A subscriber that fails is tried again one share of its deliveries at a time between its
+/// pauses (250 ms, then 500 ms, doubling), not with every delivery that came due meanwhile;
+/// once one gets through, the rest follow.
+async fn a_failing_subscriber_is_tried_a_share_at_a_time(backend: Backend) {
+    let app = spawn_app_with(backend, &[("DELIVERY_CONCURRENCY_PER_SUBSCRIPTION", "2")]).await;
+    let (subscriber, _) = subscribed(&app).await;
+    subscriber.answer_always(Answer::Status(500));
+    app.create_shipment("ORD-PROBE-0").await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let failed_at = loop {
+        if let Some(first) = subscriber.arrivals().first() {
+            break *first;
+        }
+        check_deadline(deadline, "a first attempt");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+
+    // Its result is in by now: the subscription is failing, and what comes due waits.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let orders: Vec<String> = (1..=40).map(|n| format!("ORD-PROBE-{n}")).collect();
+    futures_util::future::join_all(orders.iter().map(|order| app.create_shipment(order))).await;
+    let window = failed_at + Duration::from_secs(2);
+    tokio::time::sleep_until(window.into()).await;
+    let early = subscriber
+        .arrivals()
+        .iter()
+        .filter(|at| **at < window)
+        .count();
+    // The first attempt, then rounds of two at 250 ms, 750 ms and 1.75 s at the earliest.
+    assert!(early <= 7, "{early} attempts in the first two seconds");
+
+    subscriber.answer_always(Answer::Status(200));
+    subscriber
+        .wait_for("every order announced", |received| {
+            let ids: HashSet<&str> = received.iter().map(|r| r.webhook_id.as_str()).collect();
+            ids.len() == orders.len() + 1
+        })
+        .await;
 }
 
 async fn a_client_error_fails_at_once_and_retry_delivers_it(backend: Backend) {
