@@ -97,26 +97,18 @@ const DELIVERY_COLUMNS: &str = "d.seq, d.id, d.event_id, o.event_type, d.subscri
 impl Store {
     pub async fn deliveries(
         &self,
-        filter_by: &DeliveryFilter,
+        filter: &DeliveryFilter,
         page: PageRequest,
     ) -> Result<Page<DeliveryRecord>, StoreError> {
-        let sql = format!(
-            "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN outbox_events o ON o.id = d.event_id \
-             WHERE {} AND {} AND {} AND {} \
-             ORDER BY d.seq DESC LIMIT $4",
-            filter(filter_by.subscription_id.is_some(), "d.subscription_id = $1", 1),
-            filter(filter_by.status.is_some(), "d.status = $2", 2),
-            page.before("d.seq", 3),
-            filter(filter_by.shipment_id.is_some(), "d.shipment_id = $5", 5),
-        );
+        let sql = deliveries_sql(filter, page);
         let rows: Vec<DeliveryRow> = with_backend!(self, |db| {
             let mut conn = db.reader().await?;
             sqlx::query_as(&sql)
-                .bind(filter_by.subscription_id)
-                .bind(filter_by.status.map(DeliveryStatus::as_str))
+                .bind(filter.subscription_id)
+                .bind(filter.status.map(DeliveryStatus::as_str))
                 .bind(page.before_seq())
                 .bind(page.fetch())
-                .bind(filter_by.shipment_id)
+                .bind(filter.shipment_id)
                 .fetch_all(&mut *conn)
                 .await?
         });
@@ -204,4 +196,18 @@ impl Store {
             oldest_pending_age: oldest.and_then(|at| (super::now() - at).to_std().ok()),
         })
     }
+}
+
+/// A page of deliveries, newest first: `$1` subscription, `$2` status, `$3` the cursor's
+/// position, `$4` how many, `$5` shipment.
+fn deliveries_sql(given: &DeliveryFilter, page: PageRequest) -> String {
+    format!(
+        "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN outbox_events o ON o.id = d.event_id \
+         WHERE {} AND {} AND {} AND {} \
+         ORDER BY d.seq DESC LIMIT $4",
+        filter(given.subscription_id.is_some(), "d.subscription_id = $1", 1),
+        filter(given.status.is_some(), "d.status = $2", 2),
+        page.before("d.seq", 3),
+        filter(given.shipment_id.is_some(), "d.shipment_id = $5", 5),
+    )
 }

@@ -314,7 +314,7 @@ mod tests {
     #[test]
     fn sqlite_reads_a_settlements_results_once_and_finds_each_delivery_by_id() {
         // Not the deliveries of the round first with a scan of the results for each, which
-        // made a settlement's cost grow with the square of its size.
+        // would make a settlement's cost grow with the square of its size.
         assert_eq!(
             sqlite_plan(&record_results_sql(Dialect::Sqlite)),
             [

@@ -64,8 +64,8 @@ impl PgStore {
         // nothing keeps a connection busy after its batch was answered 503.
         let deadline = format!("{}ms", COMMIT_DEADLINE.as_millis());
         // No JIT: the service's statements touch a few rows by key, but the dispatcher's
-        // claim is estimated past `jit_above_cost` and paid ~10 ms of compilation for a
-        // millisecond of work, every round.
+        // claim over a backlog is estimated past `jit_above_cost` and would pay ~10 ms of
+        // compilation for a millisecond of work, every round.
         let pooled = options
             .clone()
             .options([("statement_timeout", deadline.as_str()), ("jit", "off")]);
