@@ -12,7 +12,7 @@ pub mod egress;
 mod pauses;
 mod slots;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -111,6 +111,11 @@ impl Dispatcher {
         // New outbound events may be waiting (another instance's, or from before a restart).
         let mut fan_out = true;
         let mut pauses = Pauses::default();
+        // The subscriptions active at the last claim. While every one of them is paused, a
+        // commit's wake-up cannot make anything claimable: the round waits for the first
+        // pause to end, or for the next poll, which also finds new subscriptions.
+        let mut active = HashSet::new();
+        let mut polled = true;
         // Attempts finished since the last claim.
         let mut freed = u32::MAX;
         // When the database may be asked again after it failed.
@@ -130,8 +135,15 @@ impl Dispatcher {
             let worth_a_claim =
                 fan_out || freed >= self.share || (freed > 0 && !slots.has_waiting());
             let wants_a_round = claim.is_none() && slots.held() <= CLAIMED / 2 && worth_a_claim;
-            if wants_a_round && Instant::now() >= retry_at.max(next_round) {
+            let paused_until = (!polled)
+                .then(|| pauses.all_paused_until(&active, Instant::now()))
+                .flatten();
+            let round_at = retry_at
+                .max(next_round)
+                .max(paused_until.unwrap_or(retry_at));
+            if wants_a_round && Instant::now() >= round_at {
                 next_round = Instant::now() + ROUND_EVERY;
+                polled = false;
                 freed = 0;
                 start_by = Instant::now() + self.timeout;
                 let sweep = fan_out && swept.elapsed() >= POLL;
@@ -154,13 +166,14 @@ impl Dispatcher {
                 claimed = async { claim.as_mut().expect("a claim in flight").await }, if claim.is_some() => {
                     claim = None;
                     match claimed {
-                        Ok(Claim { deliveries, active }) => {
+                        Ok(Claim { deliveries, active: now_active }) => {
                             // Another instance may have deleted or deactivated a subscription
                             // whose deliveries wait here.
-                            slots.drop_waiting(|subscription| active.contains(subscription));
+                            slots.drop_waiting(|subscription| now_active.contains(subscription));
                             for delivery in deliveries {
                                 slots.start_or_queue(delivery, start_by);
                             }
+                            active = now_active;
                         }
                         Err(error) => {
                             tracing::warn!(error = crate::telemetry::error_chain(&error), "dispatch failed");
@@ -181,7 +194,7 @@ impl Dispatcher {
                     pauses.record(&finished, Instant::now());
                     let _ = settler.send(finished);
                 }
-                () = tokio::time::sleep_until(retry_at.max(next_round)), if wants_a_round && claim.is_none() => {}
+                () = tokio::time::sleep_until(round_at), if wants_a_round && claim.is_none() => {}
                 () = wake.notified() => {
                     let revoked = wake.take_revoked();
                     slots.drop_waiting(|subscription| !revoked.contains(subscription));
@@ -196,6 +209,7 @@ impl Dispatcher {
                         }
                     }
                     fan_out = true;
+                    polled = true;
                 }
             }
         }

@@ -5,7 +5,7 @@
 //! deliveries, not a whole claim's; one delivery ends it all. Per instance, in memory: a
 //! restart or another instance tries again at once, which costs one round.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -53,6 +53,22 @@ impl Pauses {
         self.paused
             .get(subscription)
             .is_some_and(|(until, _)| *until > now)
+    }
+
+    /// Until when a claim could take nothing, when every one of the `active` subscriptions is
+    /// paused: the end of the first pause. `None` when one of them may be claimed for (or
+    /// none is known).
+    pub fn all_paused_until(&self, active: &HashSet<Uuid>, now: Instant) -> Option<Instant> {
+        let mut first: Option<Instant> = None;
+        for subscription in active {
+            match self.paused.get(subscription) {
+                Some((until, _)) if *until > now => {
+                    first = Some(first.map_or(*until, |first| first.min(*until)));
+                }
+                _ => return None,
+            }
+        }
+        first
     }
 
     /// `held` with every paused subscription full, so that a claim takes none of its
@@ -133,5 +149,30 @@ mod tests {
 
         pauses.record(&[result(down, DeliveryStatus::Delivered)], now);
         assert!(!pauses.is_paused(&down, now));
+    }
+
+    #[test]
+    fn nothing_is_claimable_only_while_every_active_subscription_is_paused() {
+        let (down, late, up) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
+        let now = Instant::now();
+        let mut pauses = Pauses::default();
+        pauses.record(&[result(down, DeliveryStatus::Failed)], now);
+        pauses.record(&[result(late, DeliveryStatus::Failed)], now);
+        pauses.record(&[result(late, DeliveryStatus::Failed)], now);
+
+        let both = HashSet::from([down, late]);
+        assert_eq!(pauses.all_paused_until(&both, now), Some(now + FIRST));
+        // Once the first pause ends, its subscription may be tried.
+        assert_eq!(pauses.all_paused_until(&both, now + FIRST), None);
+        assert_eq!(
+            pauses.all_paused_until(&HashSet::from([late]), now + FIRST),
+            Some(now + FIRST * 2)
+        );
+        // One subscription that is not paused, or none known, holds nothing back.
+        assert_eq!(
+            pauses.all_paused_until(&HashSet::from([down, up]), now),
+            None
+        );
+        assert_eq!(pauses.all_paused_until(&HashSet::new(), now), None);
     }
 }
