@@ -17,6 +17,8 @@ use crate::telemetry::traces;
 
 /// Longest text of an error kept with an attempt.
 const MAX_ERROR_CHARS: usize = 500;
+/// The most of an answer's body read (and dropped) to keep its connection.
+const MAX_BODY_READ: usize = 64 * 1024;
 
 /// The POST of `body` to `url`, signed with `secret` both ways: `webhook-id`,
 /// `webhook-timestamp` and `webhook-signature` (keyed by the decoded secret), and
@@ -182,7 +184,7 @@ impl Sender {
                 request = request.header("tracestate", state);
             }
         }
-        // The answer's status and headers decide; its body is never read.
+        // The answer's status and headers decide; its body is only read to its end.
         match request.send().await {
             Ok(response) => {
                 let retry_after = response
@@ -191,6 +193,7 @@ impl Sender {
                     .and_then(|value| value.to_str().ok())
                     .and_then(|value| parse_retry_after(value, SystemTime::now()));
                 let status = response.status();
+                read_to_end(response).await;
                 Answer {
                     status: Some(status.as_u16()),
                     retry_after,
@@ -200,6 +203,19 @@ impl Sender {
             }
             Err(error) if refused_by_egress(&error) => Answer::refused(),
             Err(error) => Answer::failed(describe(error)),
+        }
+    }
+}
+
+/// Reads and drops an answer's body of up to [`MAX_BODY_READ`] bytes, so that its connection
+/// serves the next attempt: one whose body is left unread is closed, and every attempt would
+/// open a new one. A longer body (or one that fails) closes it.
+async fn read_to_end(mut response: reqwest::Response) {
+    let mut left = MAX_BODY_READ;
+    while let Ok(Some(chunk)) = response.chunk().await {
+        match left.checked_sub(chunk.len()) {
+            Some(rest) => left = rest,
+            None => return,
         }
     }
 }

@@ -18,6 +18,7 @@ on_both_backends!(
     every_change_is_delivered_in_order_and_signed_both_ways,
     a_failing_subscriber_is_retried_honouring_retry_after,
     a_failing_subscriber_is_tried_a_share_at_a_time,
+    deliveries_keep_their_connections,
     a_client_error_fails_at_once_and_retry_delivers_it,
     gone_deactivates_the_subscription,
     after_its_retries_a_delivery_fails_and_recover_queues_it_again,
@@ -171,6 +172,25 @@ async fn only_delivery(app: &TestApp) -> String {
         crate::helpers::check_deadline(deadline, "a delivery");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Attempts reuse their subscription's connections, though its answers have a body: no more
+/// are opened than attempts run at once, however many deliveries go through them.
+async fn deliveries_keep_their_connections(backend: Backend) {
+    let app = spawn_app_with(backend, &[("DELIVERY_CONCURRENCY_PER_SUBSCRIPTION", "2")]).await;
+    let (subscriber, _) = subscribed(&app).await;
+    let orders: Vec<String> = (1..=40).map(|n| format!("ORD-KEPT-{n}")).collect();
+    futures_util::future::join_all(orders.iter().map(|order| app.create_shipment(order))).await;
+    subscriber
+        .wait_for("forty announcements", |received| received.len() >= 40)
+        .await;
+    // Twice the attempts in flight: a connection may still be on its way back to the pool
+    // when the next attempt starts.
+    assert!(
+        subscriber.connections() <= 4,
+        "{} connections for 40 deliveries, at most 2 at a time",
+        subscriber.connections()
+    );
 }
 
 /// A subscriber that fails is tried again one share of its deliveries at a time between its

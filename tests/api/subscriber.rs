@@ -51,6 +51,8 @@ struct Shared {
     /// Requests being answered now, and the most there ever were at once.
     in_flight: usize,
     most_in_flight: usize,
+    /// Connections the service opened to it.
+    connections: usize,
 }
 
 #[derive(Clone)]
@@ -65,11 +67,13 @@ impl Subscriber {
         let url = format!("http://{}/hooks", listener.local_addr().unwrap());
         let shared = Arc::new(Mutex::new(Shared::default()));
         let state = web::Data::new(shared.clone());
+        let counted = shared.clone();
         let server = actix_web::HttpServer::new(move || {
             actix_web::App::new()
                 .app_data(state.clone())
                 .default_service(web::to(receive))
         })
+        .on_connect(move |_, _| counted.lock().unwrap().connections += 1)
         .workers(2)
         .listen(listener)
         .unwrap()
@@ -112,6 +116,11 @@ impl Subscriber {
     /// The most requests it was answering at once.
     pub fn most_in_flight(&self) -> usize {
         self.shared.lock().unwrap().most_in_flight
+    }
+
+    /// Connections the service opened to it so far.
+    pub fn connections(&self) -> usize {
+        self.shared.lock().unwrap().connections
     }
 
     /// Waits until `done` holds for what was received (bounded: a test never hangs).
@@ -177,7 +186,12 @@ async fn receive(
         }
         _ => {}
     }
-    response.finish()
+    // As receivers often do, it says something back, which the service need not read, and
+    // after its head, as a separate write: a body that came with the head would be read with it.
+    response.streaming(futures_util::stream::once(async {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        Ok::<_, std::convert::Infallible>(web::Bytes::from_static(br#"{"received":true}"#))
+    }))
 }
 
 fn header(request: &HttpRequest, name: &str) -> String {
