@@ -211,3 +211,25 @@ fn deliveries_sql(given: &DeliveryFilter, page: PageRequest) -> String {
         filter(given.shipment_id.is_some(), "d.shipment_id = $5", 5),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sqlite_plan;
+
+    #[test]
+    fn sqlite_reads_a_shipments_deliveries_along_its_index() {
+        let shipment = DeliveryFilter {
+            shipment_id: Some(Uuid::nil()),
+            ..DeliveryFilter::default()
+        };
+        let page = PageRequest {
+            limit: 200,
+            after: None,
+        };
+        assert_eq!(
+            sqlite_plan(&deliveries_sql(&shipment, page))[0],
+            "SEARCH d USING INDEX deliveries_shipment_idx (shipment_id=?)"
+        );
+    }
+}

@@ -203,11 +203,11 @@ fn claim_sql(dialect: super::dialect::Dialect, subscriptions: usize) -> String {
                                   AND d.next_attempt_at <= $1 \
                                   AND (d.leased_until IS NULL OR d.leased_until < $1) \
                                   AND d.seq = (SELECT e.seq FROM deliveries e \
-                                               WHERE e.subscription_id = d.subscription_id \
-                                                 AND e.shipment_id = d.shipment_id \
+                                               WHERE e.shipment_id = d.shipment_id \
+                                                 AND e.subscription_id = d.subscription_id \
                                                  AND e.status = 'pending' \
-                                               ORDER BY e.subscription_id, e.shipment_id, \
-                                                        e.seq \
+                                               ORDER BY e.shipment_id, e.subscription_id, \
+                                                        e.status, e.seq \
                                                LIMIT 1) \
                                 ORDER BY d.next_attempt_at LIMIT ${room} {}) AS c{n}",
                 dialect.skip_locked("d")
@@ -224,4 +224,25 @@ fn claim_sql(dialect: super::dialect::Dialect, subscriptions: usize) -> String {
          ORDER BY c.next_attempt_at LIMIT $2",
         members.join(" UNION ALL ")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sqlite_plan;
+
+    #[test]
+    fn sqlite_claims_along_the_due_index_and_orders_along_the_shipments() {
+        let plan = sqlite_plan(&claim_sql(super::super::dialect::Dialect::Sqlite, 1));
+        assert_eq!(
+            plan[1..4],
+            [
+                "SEARCH d USING INDEX deliveries_due_by_subscription_idx \
+                 (subscription_id=? AND next_attempt_at<?)",
+                "CORRELATED SCALAR SUBQUERY 1",
+                "SEARCH e USING COVERING INDEX deliveries_shipment_idx \
+                 (shipment_id=? AND subscription_id=? AND status=?)",
+            ]
+        );
+    }
 }
