@@ -1,6 +1,6 @@
 -- A production-sized database for `bench/run console`: 1,000,000 shipments and 5,000,000
 -- recorded events (each order created, updated four times; a spread of statuses), and one
--- subscription with 1,000,000 outbound events and deliveries (one in a hundred failed), made
+-- subscription with 1,000,000 outbound events and deliveries (one in ten thousand failed), made
 -- in bulk by the database itself, not through the webhook.
 INSERT INTO shipments (id, order_id, customer_id, items, shipping_address, status,
                        source_event_id, ordered_at, created_at, updated_at, version, revision,
@@ -31,7 +31,7 @@ FROM shipments ORDER BY seq;
 INSERT INTO deliveries (id, event_id, subscription_id, shipment_id, status, attempts,
                         next_attempt_at, created_at, updated_at)
 SELECT gen_random_uuid(), o.id, (SELECT id FROM subscriptions), o.shipment_id,
-       CASE WHEN o.seq % 100 = 0 THEN 'failed' ELSE 'delivered' END, 1, o.created_at,
+       CASE WHEN o.seq % 10000 = 0 THEN 'failed' ELSE 'delivered' END, 1, o.created_at,
        o.created_at, o.created_at
 FROM outbox_events o ORDER BY o.seq;
 

@@ -5,3 +5,8 @@
 -- pending deliveries by subscription and shipment, which only the claim could use.
 DROP INDEX deliveries_pending_order_idx;
 CREATE INDEX deliveries_shipment_idx ON deliveries (shipment_id, subscription_id, status, seq);
+
+-- The failed deliveries, newest first, for the lists filtered by `failed` (what an operator
+-- looks for to queue again): few among many delivered, and a walk over every delivery to
+-- find them grew with the table. Only failed deliveries have an entry.
+CREATE INDEX deliveries_failed_idx ON deliveries (seq) WHERE status = 'failed';
