@@ -19,6 +19,7 @@ on_both_backends!(
     a_failing_subscriber_is_retried_honouring_retry_after,
     a_failing_subscriber_is_tried_a_share_at_a_time,
     deliveries_keep_their_connections,
+    a_new_subscription_is_served_while_the_others_are_paused,
     a_client_error_fails_at_once_and_retry_delivers_it,
     gone_deactivates_the_subscription,
     after_its_retries_a_delivery_fails_and_recover_queues_it_again,
@@ -191,6 +192,30 @@ async fn deliveries_keep_their_connections(backend: Backend) {
         "{} connections for 40 deliveries, at most 2 at a time",
         subscriber.connections()
     );
+}
+
+/// While every subscription the dispatcher knows is paused, changes start no round; one made
+/// for a subscription created meanwhile is still delivered, without waiting for the others.
+async fn a_new_subscription_is_served_while_the_others_are_paused(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (failing, _) = subscribed(&app).await;
+    failing.answer_always(Answer::Status(500));
+    app.create_shipment("ORD-HELD-0").await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while failing.attempts() == 0 {
+        check_deadline(deadline, "a first failed attempt");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let (subscriber, _) = subscribed(&app).await;
+    app.create_shipment("ORD-HELD-1").await;
+    let received = subscriber
+        .wait_for("the new subscription's announcement", |received| {
+            !received.is_empty()
+        })
+        .await;
+    assert_eq!(received[0].body["data"]["order_id"], "ORD-HELD-1");
+    assert!(failing.received().is_empty());
 }
 
 /// A subscriber that fails is tried again one share of its deliveries at a time between its
