@@ -135,12 +135,12 @@ impl Dispatcher {
             let worth_a_claim =
                 fan_out || freed >= self.share || (freed > 0 && !slots.has_waiting());
             let wants_a_round = claim.is_none() && slots.held() <= CLAIMED / 2 && worth_a_claim;
-            let paused_until = (!polled)
-                .then(|| pauses.all_paused_until(&active, Instant::now()))
-                .flatten();
-            let round_at = retry_at
-                .max(next_round)
-                .max(paused_until.unwrap_or(retry_at));
+            let mut round_at = retry_at.max(next_round);
+            if !polled {
+                if let Some(until) = pauses.all_paused_until(&active, Instant::now()) {
+                    round_at = round_at.max(until);
+                }
+            }
             if wants_a_round && Instant::now() >= round_at {
                 next_round = Instant::now() + ROUND_EVERY;
                 polled = false;

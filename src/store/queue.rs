@@ -229,11 +229,12 @@ fn claim_sql(dialect: super::dialect::Dialect, subscriptions: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::dialect::Dialect;
     use crate::store::sqlite_plan;
 
     #[test]
     fn sqlite_claims_along_the_due_index_and_orders_along_the_shipments() {
-        let plan = sqlite_plan(&claim_sql(super::super::dialect::Dialect::Sqlite, 1));
+        let plan = sqlite_plan(&claim_sql(Dialect::Sqlite, 1));
         assert_eq!(
             plan[1..4],
             [
