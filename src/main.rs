@@ -51,7 +51,12 @@ enum Command {
     },
 }
 
-#[tokio::main]
+/// One thread carries the background work (the dispatcher with its attempts and settlements,
+/// PostgreSQL's batch writer, retention, trace export): its tasks hand work to each other all
+/// the time, and on one thread a hand-off is a queue push, where a pool of workers woke another
+/// thread for it (the dispatcher's CPU per delivery, bench/README.md). HTTP requests have
+/// their own workers.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     // Read .env first (flags may default from it), but let --help and --version work even
     // when it is malformed: report that only once the command line is parsed.
