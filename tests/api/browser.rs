@@ -138,16 +138,22 @@ impl Browser {
 
     /// Waits until the page's text contains `expected`.
     pub async fn wait_for_text(&self, expected: &str) -> String {
+        self.wait_for_page(&format!("{expected:?} on the page"), |text| {
+            text.contains(expected)
+        })
+        .await
+    }
+
+    /// Waits until the page's text is what `done` accepts (`what` says it, for the failure):
+    /// for a page that replaces one already showing the same text, what tells them apart.
+    pub async fn wait_for_page(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + PATIENCE;
         loop {
             let text = self.text().await;
-            if text.contains(expected) {
+            if done(&text) {
                 return text;
             }
-            check_deadline(
-                deadline,
-                &format!("{expected:?} on the page; it reads:\n{text}"),
-            );
+            check_deadline(deadline, &format!("{what}; it reads:\n{text}"));
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
