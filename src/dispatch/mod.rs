@@ -47,9 +47,10 @@ const LEASE_MARGIN: Duration = Duration::from_secs(20);
 const POLL: Duration = Duration::from_millis(500);
 /// Rounds (fan-out and claim) start at most this often: the commits that woke the
 /// dispatcher meanwhile are fanned out together, in one transaction instead of one each. A
-/// round and a settlement each cost a few statements and a commit whatever they carry;
-/// against 20 ms, 50 ms lets intake beside a busy subscriber keep 2-14 % more (bench/README.md)
-/// for ~25 ms more from a change to its arrival, far inside the 2 s deliveries may trail.
+/// round and a settlement each cost a few statements and a commit whatever they carry: every
+/// 50 ms rather than 20, intake beside a subscriber that answers at once keeps 2-14 % more
+/// (bench/README.md) for ~25 ms more from a change to its arrival, far inside the 2 s
+/// deliveries may trail.
 const ROUND_EVERY: Duration = Duration::from_millis(50);
 /// How long to wait for more attempts to finish before claiming for the slots they free.
 const GATHER: Duration = Duration::from_millis(1);
