@@ -53,8 +53,8 @@ enum Command {
 
 /// One thread carries the background work (the dispatcher with its attempts and settlements,
 /// PostgreSQL's batch writer, retention, trace export): its tasks hand work to each other all
-/// the time, and on one thread a hand-off is a queue push, where a pool of workers woke another
-/// thread for it (the dispatcher's CPU per delivery, bench/README.md). HTTP requests have
+/// the time, and on one thread a hand-off is a queue push, where on a pool of workers it wakes
+/// another thread (the dispatcher's CPU per delivery, bench/README.md). HTTP requests have
 /// their own workers.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {

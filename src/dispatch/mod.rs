@@ -34,7 +34,7 @@ pub use attempt::signed_request;
 /// their subscription.
 const CLAIMED: usize = 1024;
 /// Deliveries one subscription may hold, in shares: one in flight and the rest ready to start
-/// as its slots free, so that claims come in rounds. 64 shares of 8 are 512 a round, which at
+/// as its slots free, so that claims come in rounds. 64 shares of the default 8 are 512 a round, which at
 /// a round every [`ROUND_EVERY`] is ~10,000 deliveries a second for one subscription: more
 /// than one instance takes in.
 const HELD_SHARES: u32 = 64;
