@@ -34,9 +34,9 @@ pub use attempt::signed_request;
 /// their subscription.
 const CLAIMED: usize = 1024;
 /// Deliveries one subscription may hold, in shares: one in flight and the rest ready to start
-/// as its slots free, so that claims come in rounds. 64 shares of the default 8 are 512 a round, which at
-/// a round every [`ROUND_EVERY`] is ~10,000 deliveries a second for one subscription: more
-/// than one instance takes in.
+/// as its slots free, so that claims come in rounds. 64 shares of the default 8 are 512 a
+/// round, which at a round every [`ROUND_EVERY`] is ~10,000 deliveries a second for one
+/// subscription: more than one instance takes in.
 const HELD_SHARES: u32 = 64;
 /// How long a claimed delivery is this instance's beyond the time it may wait for a slot (one
 /// attempt's time limit; later it is left for the next claim) and its own attempt's; past it,
@@ -47,9 +47,9 @@ const LEASE_MARGIN: Duration = Duration::from_secs(20);
 const POLL: Duration = Duration::from_millis(500);
 /// Rounds (fan-out and claim) start at most this often: the commits that woke the
 /// dispatcher meanwhile are fanned out together, in one transaction instead of one each. A
-/// round and a settlement each cost a few statements and a commit whatever they carry: every
-/// 50 ms rather than 20, intake beside a subscriber that answers at once keeps 2-14 % more
-/// (bench/README.md) for ~25 ms more from a change to its arrival, far inside the 2 s
+/// round and a settlement each cost a few statements and a commit whatever they carry: at
+/// 50 ms, intake beside a subscriber that answers at once keeps 2-14 % more than at 20 ms
+/// (bench/README.md), for ~25 ms more from a change to its arrival, far inside the 2 s
 /// deliveries may trail.
 const ROUND_EVERY: Duration = Duration::from_millis(50);
 /// How long to wait for more attempts to finish before claiming for the slots they free.
