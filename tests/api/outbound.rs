@@ -103,14 +103,16 @@ async fn deactivating_a_subscription_fails_what_it_had_pending_and_recover_waits
 ) {
     let app = spawn_app(backend).await;
     let subscriber = Subscriber::start();
-    // Every attempt fails and is retried later: the deliveries stay pending.
-    subscriber.answer_always(Answer::Status(500));
+    // Every attempt is told to come back in an hour: the deliveries stay pending, and once
+    // their first results are written no attempt is in flight while the operator acts.
+    subscriber.answer_always(Answer::TooMany(3600));
     let subscription = subscribe(&app, &subscriber).await;
     for n in 0..3 {
         app.create_shipment(&format!("ORD-OFF-{n}")).await;
     }
-    wait_until(30, "every delivery attempted once", || async {
-        subscriber.attempts() >= 3
+    wait_until(30, "every delivery's first attempt written", || async {
+        let waiting = pending(&app).await;
+        waiting.len() == 3 && waiting.iter().all(|d| d["attempt_count"] == 1)
     })
     .await;
     let path = format!("/subscriptions/{subscription}");

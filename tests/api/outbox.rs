@@ -235,8 +235,11 @@ async fn a_failing_subscriber_is_tried_a_share_at_a_time(backend: Backend) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
 
-    // Its result is in by now: the subscription is failing, and what comes due waits.
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Once its result is written the subscription is failing, and what comes due waits.
+    crate::helpers::wait_until(30, "the first attempt's result written", || async {
+        app.get_json("/deliveries").await["items"][0]["attempt_count"] == 1
+    })
+    .await;
     let orders: Vec<String> = (1..=40).map(|n| format!("ORD-PROBE-{n}")).collect();
     futures_util::future::join_all(orders.iter().map(|order| app.create_shipment(order))).await;
     let window = failed_at + Duration::from_secs(2);
