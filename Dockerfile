@@ -11,6 +11,7 @@ RUN mkdir -p src tests/api bench \
  && for stub in tests/api/main.rs bench/loadgen.rs bench/subscriber.rs; do echo 'fn main() {}' > $stub; done \
  && cargo build --release --locked --bin shipping-service \
  && rm -rf src tests bench
+COPY build.rs ./
 COPY src src
 COPY migrations migrations
 COPY tests tests
