@@ -28,6 +28,7 @@ on_both_backends!(
 );
 
 on_postgres!(
+    a_claims_lease_adds_no_index_entry,
     two_instances_updating_the_same_orders_never_deadlock,
     retention_keeps_an_event_recorded_while_it_waited,
 );
@@ -198,6 +199,33 @@ async fn deleting_a_subscription_mid_flight_costs_the_others_nothing(backend: Ba
         0,
         "every recorded attempt belongs to a delivery"
     );
+}
+
+/// A lease changes no indexed column, and each page of deliveries keeps room for it: every
+/// lease is a HOT update, written beside its row without an entry in any index.
+async fn a_claims_lease_adds_no_index_entry(backend: Backend) {
+    let app = spawn_app_with(backend, &[("DISPATCH", "off")]).await;
+    app.subscribe("http://127.0.0.1:9/hooks").await;
+    for n in 0..100 {
+        app.create_shipment(&format!("ORD-HOT-{n}")).await;
+    }
+    let store = Store::connect(&app.db.url, Some(2), Open::Existing)
+        .await
+        .unwrap();
+    let claimed = store
+        .claim_deliveries(100, Duration::from_secs(60), 100, &HashMap::new())
+        .await
+        .unwrap()
+        .deliveries;
+    assert_eq!(claimed.len(), 100);
+
+    let updates = "SELECT n_tup_upd FROM pg_stat_user_tables WHERE relname = 'deliveries'";
+    wait_until(30, "the leases in the statistics", || async {
+        app.db.scalar(updates).await >= 100
+    })
+    .await;
+    let hot = "SELECT n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'deliveries'";
+    assert_eq!(app.db.scalar(hot).await, 100);
 }
 
 async fn a_result_whose_claim_was_lost_changes_nothing(backend: Backend) {
