@@ -1,7 +1,7 @@
 //! The outbound half under operators and a second instance: nothing left `pending` that will
 //! not be attempted, no subscription's results lost because of another's, results fenced by
-//! their claim, no deadlock between instances, and retention that never removes what a writer
-//! recorded while it waited.
+//! their claim, leases that add no index entries on PostgreSQL, no deadlock between instances,
+//! and retention that never removes what a writer recorded while it waited.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
