@@ -9,7 +9,8 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    assert_problem, check_deadline, lifecycle_event, spawn_app, spawn_app_with, Backend, TestApp,
+    assert_problem, check_deadline, lifecycle_event, spawn_app, spawn_app_with, wait_until,
+    Backend, TestApp,
 };
 use crate::on_both_backends;
 use crate::subscriber::{Answer, Subscriber};
@@ -236,7 +237,7 @@ async fn a_failing_subscriber_is_tried_a_share_at_a_time(backend: Backend) {
     };
 
     // Once its result is written the subscription is failing, and what comes due waits.
-    crate::helpers::wait_until(30, "the first attempt's result written", || async {
+    wait_until(30, "the first attempt's result written", || async {
         app.get_json("/deliveries").await["items"][0]["attempt_count"] == 1
     })
     .await;
